@@ -1,0 +1,24 @@
+"""ase_sbs: Symmetry Breaking Sets for atomistic simulations.
+
+Pipeline: Atoms -> Symmetry (``detect_symmetry``) -> targets (``candidate_targets``)
+-> SBS (``symmetry_breaking_set``).
+"""
+
+from .errors import SBSInputError
+from .symmetry import Symmetry, detect_symmetry
+from .sbs import SymmetryBreakingSet, resolve_target, symmetry_breaking_set
+from .targets import DistortionChannel, Target, candidate_targets, distortion_channels
+
+__all__ = [
+    "SBSInputError",
+    "Symmetry",
+    "detect_symmetry",
+    "DistortionChannel",
+    "Target",
+    "candidate_targets",
+    "distortion_channels",
+    "SymmetryBreakingSet",
+    "resolve_target",
+    "symmetry_breaking_set",
+]
+__version__ = "0.1.0"

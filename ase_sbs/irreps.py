@@ -1,0 +1,91 @@
+"""O(3) representations in e3nn's basis, evaluated on finite groups (float64 numpy).
+
+``D(irreps, R)`` is exactly ``e3nn.o3.Irreps(irreps).D_from_matrix(R)``: in e3nn 0.6
+the ``1o`` block is the plain Cartesian vector (x, y, z), the parity ``p`` of ``lp``
+is the sign D takes under inversion. Characters of the restriction to a group follow
+from the traces.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def irreps_list(max_l: int) -> list[str]:
+    """All single O(3) irreps ``"lp"`` with l <= max_l, ordered by dimension then parity."""
+    return [f"{l}{p}" for l in range(max_l + 1) for p in ("e", "o")]
+
+
+def dimension(irreps: str) -> int:
+    from e3nn import o3
+
+    return o3.Irreps(irreps).dim
+
+
+_GENERIC_ROTATIONS = None
+
+
+def _generic_rotations() -> np.ndarray:
+    """A few fixed rotations far from e3nn's Euler-angle singularities."""
+    global _GENERIC_ROTATIONS  # a constant table, computed once
+    if _GENERIC_ROTATIONS is None:
+        from scipy.spatial.transform import Rotation
+
+        angles = [(0.3 + 0.9 * k, 1.2 + 0.17 * k, 0.7 + 0.5 * k) for k in range(6)]
+        _GENERIC_ROTATIONS = Rotation.from_euler("zyz", angles).as_matrix()
+    return _GENERIC_ROTATIONS
+
+
+def representation(irreps: str, matrices: np.ndarray) -> np.ndarray:
+    """(n, dim, dim) matrices D(R) of ``irreps`` for each orthogonal R (float64).
+
+    e3nn extracts Euler angles with ``acos``, which loses half the digits near its
+    singularities (a rotation that maps y near ±y); D(R) = D(R Qᵀ) D(Q) with a fixed
+    generic Q, chosen per R so that R Qᵀ is far from them, keeps machine precision.
+    """
+    import torch
+    from e3nn import o3
+
+    ir = o3.Irreps(irreps)
+    mats = np.asarray(matrices, dtype=np.float64).reshape(-1, 3, 3)
+    Qs = _generic_rotations()
+    lefts, rights = [], []
+    for R in mats:
+        proper = R * np.sign(np.linalg.det(R))
+        k = int(np.argmin([abs((proper @ Q.T)[1, 1]) for Q in Qs]))
+        lefts.append(R @ Qs[k].T)
+        rights.append(Qs[k])
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # e3nn builds its so(3) generators in the default dtype
+    try:
+        with torch.no_grad():
+            A = ir.D_from_matrix(torch.as_tensor(np.array(lefts)))
+            B = ir.D_from_matrix(torch.as_tensor(np.array(rights)))
+    finally:
+        torch.set_default_dtype(previous)
+    return (A @ B).numpy()
+
+
+def fixed_space(D: np.ndarray, subgroup: list[int] | tuple[int, ...], tol: float = 1e-8) -> np.ndarray:
+    """Orthonormal basis (columns) of the subspace fixed by ``D[k]`` for k in ``subgroup``.
+
+    It is the image of the projector P_K = (1/|K|) Σ_k D(k).
+    """
+    P = D[list(subgroup)].mean(axis=0)
+    P = (P + P.T) / 2.0  # exact for orthogonal representations
+    w, v = np.linalg.eigh(P)
+    return v[:, w > 0.5]
+
+
+def pointwise_fixer(D: np.ndarray, basis: np.ndarray, tol: float = 1e-6) -> tuple[int, ...]:
+    """Indices g with D(g) v = v for every v spanned by ``basis``."""
+    if basis.shape[1] == 0:
+        return tuple(range(len(D)))
+    moved = np.abs(np.einsum("gij,jk->gik", D, basis) - basis[None]).max(axis=(1, 2))
+    return tuple(int(g) for g in np.flatnonzero(moved < tol))
+
+
+def stabilizer(D: np.ndarray, vector: np.ndarray, tol: float = 1e-6) -> tuple[int, ...]:
+    """Stab(b) = {g : D(g) b = b}, as indices."""
+    moved = np.abs(np.einsum("gij,j->gi", D, vector) - vector[None]).max(axis=1)
+    return tuple(int(g) for g in np.flatnonzero(moved < tol))
