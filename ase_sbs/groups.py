@@ -126,6 +126,18 @@ class FiniteGroup:
     def subgroup_order(self, mask: int) -> int:
         return bin(mask).count("1")
 
+    def generators(self, mask: int) -> tuple[int, ...]:
+        """A small generating set of the subgroup ``mask`` (greedy, largest cyclic first)."""
+        el = sorted(bits(mask), key=lambda g: (-bin(self.generate([g])).count("1"), g))
+        gens, span = [], 1
+        for g in el:
+            if not span >> g & 1:
+                gens.append(g)
+                span = self.generate(gens)
+            if span == mask:
+                break
+        return tuple(gens)
+
     def conjugate(self, mask: int, s: int) -> int:
         """``s H s^-1`` as a bitmask."""
         return mask_of(self.conjugation[s][bits(mask)])
@@ -242,15 +254,15 @@ def close_matrices(generators, tol: float = MATRIX_TOL, max_order: int = 10000) 
 
 def rotation_axis_angle(R: np.ndarray) -> tuple[np.ndarray, float]:
     """Axis (unit vector) and angle in [0, π] of the proper rotation ``R``."""
-    cos = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
-    angle = float(np.arccos(cos))
-    if angle < 1e-8:
+    anti = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    angle = float(np.arctan2(np.linalg.norm(anti) / 2.0, (np.trace(R) - 1.0) / 2.0))
+    if angle < 1e-6:
         return np.array([0.0, 0.0, 1.0]), 0.0
     if np.pi - angle < 1e-6:
         M = (R + np.eye(3)) / 2.0
         axis = M[np.argmax(np.diag(M))]
     else:
-        axis = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+        axis = anti
     axis = axis / np.linalg.norm(axis)
     return axis, angle
 
@@ -266,7 +278,7 @@ def element_type(R: np.ndarray) -> tuple[int, int, int]:
     """(det, n, k): the proper part ``det*R`` is a rotation by 2πk/n, k/n reduced."""
     det = int(round(np.linalg.det(R)))
     _, angle = rotation_axis_angle(det * R)
-    if angle < 1e-8:
+    if angle == 0.0:
         return det, 1, 0
     frac = angle / (2 * np.pi)
     for n in range(2, 121):
@@ -280,6 +292,7 @@ def describe_operation(R: np.ndarray) -> str:
     """Schoenflies-style name of an orthogonal matrix: E, i, Cn^k [axis], σ [normal], Sn^k [axis]."""
     det, n, k = element_type(R)
     axis, _ = rotation_axis_angle(det * R)
+    axis = np.where(np.abs(axis) < 1e-9, 0.0, axis)
     ax = "[" + ",".join(f"{x:.3g}" for x in _canonical_direction(axis) + 0.0) + "]"
     if det == 1:
         return "E" if n == 1 else f"C{n}{'' if k == 1 else '^' + str(k)} {ax}"

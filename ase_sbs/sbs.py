@@ -115,7 +115,7 @@ class SymmetryBreakingSet:
     def as_dict(self) -> dict:
         mats = self.symmetry.point_group_matrices
         return {
-            "target": target_dict(self.target),
+            "target": target_dict(self.target, self.symmetry),
             "irreps": self.irreps,
             "size": len(self),
             "channels": list(self.channels),
@@ -133,7 +133,10 @@ class SymmetryBreakingSet:
         }
 
 
-def target_dict(t: Target) -> dict:
+def target_dict(t: Target, sym: Symmetry | None = None) -> dict:
+    extra = {}
+    if sym is not None:
+        extra["generators"] = _generators(sym, mask_of(t.elements))
     return {
         "schoenflies": t.schoenflies,
         "hermann_mauguin": t.hermann_mauguin,
@@ -142,6 +145,7 @@ def target_dict(t: Target) -> dict:
         "index": t.index,
         "n_conjugates": t.n_conjugates,
         "channels": list(t.channels),
+        **extra,
     }
 
 
@@ -261,15 +265,14 @@ def _match_classes(sym: Symmetry, predicate, what: str) -> int:
         )
         raise SBSInputError(
             f"{what} matches {len(matches)} inequivalent subgroups of {sym.schoenflies}: {opts}. "
-            "Pass a space-group symbol, a candidate_targets() entry or explicit operations instead."
+            "Pass a more specific name, a candidate_targets() entry or explicit operations instead."
         )
     return matches[0][0]
 
 
 def _generators(sym: Symmetry, mask: int) -> str:
     mats = sym.point_group_matrices
-    el = bits(mask)
-    return ", ".join(describe_operation(mats[k]) for k in el[1:3]) or "E"
+    return ", ".join(describe_operation(mats[k]) for k in sym.point_group.generators(mask)) or "E"
 
 
 # ----------------------------------------------------------------------------------

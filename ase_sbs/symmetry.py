@@ -68,6 +68,11 @@ class Symmetry:
             frame in Cartesian coordinates. Defined up to right-multiplication by S, so
             objects defined in it are equivariant once closed under S.
         symprec (Å), angle_tolerance (degrees, -1: spglib default).
+        centering_translations: fractional translations of the pure translations
+            among the operations (crystals; [0, 0, 0] for a primitive cell).
+        transformation_matrix, origin_shift, std_rotation_matrix: spglib's
+            standardization (crystals only): (a_s b_s c_s) = (a b c) P⁻¹, and the
+            rotation taking the input to the standardized orientation.
     """
 
     atoms: Atoms
@@ -82,6 +87,9 @@ class Symmetry:
     symprec: float
     angle_tolerance: float
     centering_translations: np.ndarray = field(default_factory=lambda: np.zeros((1, 3)))
+    transformation_matrix: np.ndarray | None = None
+    origin_shift: np.ndarray | None = None
+    std_rotation_matrix: np.ndarray | None = None
 
     @cached_property
     def point_group(self) -> FiniteGroup:
@@ -244,6 +252,9 @@ def _crystal(atoms: Atoms, symprec: float, angle_tolerance: float) -> Symmetry:
         symprec=symprec,
         angle_tolerance=angle_tolerance,
         centering_translations=centering,
+        transformation_matrix=np.asarray(ds.transformation_matrix, dtype=float),
+        origin_shift=np.asarray(ds.origin_shift, dtype=float),
+        std_rotation_matrix=np.asarray(ds.std_rotation_matrix, dtype=float),
     )
 
 

@@ -1,0 +1,129 @@
+"""Command line: ``ase-sbs detect FILE`` and ``ase-sbs sbs FILE [--target T]``.
+
+Tables go to stdout; ``--json OUT`` writes the same content as JSON (``-`` for stdout,
+in which case the table is not printed). Bad input exits with status 2 and one line
+on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import SBSInputError
+
+
+def _read(path: str, index: str):
+    import os
+
+    from ase.io import read
+
+    if not os.path.exists(path):
+        raise SBSInputError(f"{path}: no such file")
+    try:
+        return read(path, index=index)
+    except Exception as exc:  # ase raises many types for unreadable files
+        raise SBSInputError(f"{path}: cannot read it as a structure ({type(exc).__name__}: {exc})") from exc
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="structure file in any format ase.io reads (CIF, POSCAR, extxyz, xyz, ...)")
+    p.add_argument("--index", default="-1", help="frame to read from a multi-frame file (ase.io index, default -1)")
+    p.add_argument("--symprec", type=float, default=1e-3, help="distance tolerance in Å (default 1e-3)")
+    p.add_argument("--angle-tolerance", type=float, default=-1.0,
+                   help="angle tolerance in degrees (default -1: spglib's own)")
+    p.add_argument("--json", metavar="OUT", help="also write the result as JSON to OUT ('-' for stdout only)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ase-sbs",
+        description="Symmetry breaking sets for atomistic structures (Xie & Smidt, TMLR 2024).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("detect", help="symmetry, distortion channels and candidate targets of a structure")
+    _add_common(p)
+    p = sub.add_parser("sbs", help="the symmetry breaking set for a target (or for every candidate target)")
+    _add_common(p)
+    p.add_argument("--target", "-t", help="target subgroup: point group (C4v, 4mm), space group (P4mm, 99); "
+                   "default: every candidate target")
+    p.add_argument("--max-l", type=int, default=4, help="largest O(3) degree l searched (default 4)")
+    return parser
+
+
+def _detect(args) -> int:
+    from .report import channel_dict, describe_symmetry, symmetry_dict, target_dict, write_json
+    from .symmetry import detect_symmetry
+    from .targets import candidate_targets, distortion_channels
+
+    sym = detect_symmetry(_read(args.file, args.index), symprec=args.symprec, angle_tolerance=args.angle_tolerance)
+    channels = distortion_channels(sym)
+    targets = candidate_targets(sym)
+    if args.json != "-":
+        print(describe_symmetry(sym, channels, targets))
+    if args.json:
+        data = symmetry_dict(sym)
+        data["channels"] = [channel_dict(c) for c in channels]
+        data["candidate_targets"] = [target_dict(t, sym) for t in targets]
+        write_json(data, args.json)
+    return 0
+
+
+def _sbs(args) -> int:
+    from .report import describe_sbs, describe_targets, write_json
+    from .sbs import symmetry_breaking_set
+    from .symmetry import detect_symmetry
+    from .targets import candidate_targets
+
+    sym = detect_symmetry(_read(args.file, args.index), symprec=args.symprec, angle_tolerance=args.angle_tolerance)
+    quiet = args.json == "-"
+    if args.target is not None:
+        B = symmetry_breaking_set(sym, args.target, max_l=args.max_l)
+        if not quiet:
+            print(f"parent        {sym.name()}")
+            print(describe_sbs(B))
+        if args.json:
+            write_json({"parent": _parent(sym), **B.as_dict()}, args.json)
+        return 0
+    targets = candidate_targets(sym)
+    sets, sizes = [], {}
+    for t in targets:
+        try:
+            B = symmetry_breaking_set(sym, t, max_l=args.max_l)
+        except SBSInputError as exc:
+            print(f"ase-sbs: warning: {t.name}: {exc}", file=sys.stderr)
+            continue
+        sets.append(B)
+        sizes[id(t)] = (B.irreps, len(B))
+    if not quiet:
+        print(f"parent        {sym.name()}\n")
+        print(describe_targets(sym, targets, sizes))
+    if args.json:
+        write_json({"parent": _parent(sym), "sets": [B.as_dict() for B in sets]}, args.json)
+    return 0
+
+
+def _parent(sym) -> dict:
+    return {
+        "formula": sym.atoms.get_chemical_formula(),
+        "natoms": len(sym.atoms),
+        "spacegroup_number": sym.spacegroup_number,
+        "spacegroup_symbol": sym.spacegroup_symbol,
+        "point_group": sym.schoenflies,
+    }
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return {"detect": _detect, "sbs": _sbs}[args.command](args)
+    except SBSInputError as exc:
+        print(f"ase-sbs: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. piped into head
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
