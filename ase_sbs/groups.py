@@ -126,9 +126,11 @@ class FiniteGroup:
     def subgroup_order(self, mask: int) -> int:
         return bin(mask).count("1")
 
-    def generators(self, mask: int) -> tuple[int, ...]:
-        """A small generating set of the subgroup ``mask`` (greedy, largest cyclic first)."""
-        el = sorted(bits(mask), key=lambda g: (-bin(self.generate([g])).count("1"), g))
+    def generators(self, mask: int, rank=None) -> tuple[int, ...]:
+        """A small generating set of the subgroup ``mask``: greedy, lowest ``rank[g]``
+        first, then largest cyclic subgroup, then index."""
+        rank = rank if rank is not None else [0] * self.order
+        el = sorted(bits(mask), key=lambda g: (rank[g], -bin(self.generate([g])).count("1"), g))
         gens, span = [], 1
         for g in el:
             if not span >> g & 1:
@@ -314,11 +316,13 @@ def _proper_family(proper: np.ndarray) -> tuple[str, int]:
     order = len(proper)
     types = [element_type(R) for R in proper]
     orders = [n for _, n, _ in types]
-    if 5 in orders:
+    def axes_of_order(order_n):
+        return {tuple(np.round(_canonical_direction(rotation_axis_angle(R)[0]), 6))
+                for R, (_, n, _) in zip(proper, types) if n == order_n}
+
+    if len(axes_of_order(5)) > 1:
         return "I", 60
-    axes3 = {tuple(np.round(_canonical_direction(rotation_axis_angle(R)[0]), 6))
-             for R, (_, n, _) in zip(proper, types) if n == 3}
-    if len(axes3) > 1:
+    if len(axes_of_order(3)) > 1:
         return ("O", 24) if 4 in orders else ("T", 12)
     axes = {tuple(np.round(_canonical_direction(rotation_axis_angle(R)[0]), 6))
             for R, (_, n, _) in zip(proper, types) if n > 1}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -157,12 +157,18 @@ def _normalize_symbol(s: str) -> str:
     return s.replace(" ", "").replace("_", "").lower()
 
 
+@lru_cache(maxsize=1)
 def _known_spacegroup_symbols() -> dict[str, int]:
+    """Normalized Hermann–Mauguin symbols (short, full, spaced) of the 230 types -> number."""
+    import warnings
+
     import spglib
 
     out = {}
     for hall in range(1, 531):
-        t = spglib.get_spacegroup_type(hall)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            t = spglib.get_spacegroup_type(hall)
         out[_normalize_symbol(t.international_short)] = t.number
         out[_normalize_symbol(t.international)] = t.number
         out[_normalize_symbol(t.international_full)] = t.number
@@ -235,8 +241,7 @@ def _explicit_subgroup(sym: Symmetry, target) -> int:
             d = np.abs(mats - R[None]).max(axis=(1, 2))
             if d.min() > 1e-4:
                 raise SBSInputError(
-                    f"operation {describe_operation(R) if np.allclose(R @ R.T, np.eye(3), atol=1e-6) else R.tolist()} "
-                    f"is not a symmetry of the structure ({sym.name()})"
+                    f"operation {np.round(R, 4).tolist()} is not a symmetry of the structure ({sym.name()})"
                 )
             idx.append(int(d.argmin()))
     idx = sorted(set(idx) | {0})
@@ -272,7 +277,8 @@ def _match_classes(sym: Symmetry, predicate, what: str) -> int:
 
 def _generators(sym: Symmetry, mask: int) -> str:
     mats = sym.point_group_matrices
-    return ", ".join(describe_operation(mats[k]) for k in sym.point_group.generators(mask)) or "E"
+    improper = np.linalg.det(mats) < 0
+    return ", ".join(describe_operation(mats[k]) for k in sym.point_group.generators(mask, improper)) or "E"
 
 
 # ----------------------------------------------------------------------------------

@@ -13,6 +13,9 @@ onto atom ``permutations[k, i]``: R x_i + t ≡ x_{π(i)} (mod lattice for cryst
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -112,6 +115,25 @@ class Symmetry:
 # ----------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def quiet_c_stderr():
+    """Silence what C libraries (spglib) print on file descriptor 2 while inside."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured)
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
 def _check_atoms(atoms) -> None:
     if not isinstance(atoms, Atoms):
         raise SBSInputError(f"expected an ase.Atoms, got {type(atoms).__name__}")
@@ -188,7 +210,7 @@ def _crystal(atoms: Atoms, symprec: float, angle_tolerance: float) -> Symmetry:
 
     cell = np.asarray(atoms.cell, dtype=float)
     spg_cell = (cell, atoms.get_scaled_positions(wrap=True), atoms.numbers)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_c_stderr():
         warnings.simplefilter("ignore")
         try:
             ds = spglib.get_symmetry_dataset(spg_cell, symprec=symprec, angle_tolerance=angle_tolerance)

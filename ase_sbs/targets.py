@@ -20,6 +20,7 @@ subgroups of W other than S, one per conjugacy class.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from .groups import bits, element_type, hermann_mauguin_name, mask_of, rotation_axis_angle, schoenflies_name
 from .irreps import irreps_list, representation
-from .symmetry import Symmetry
+from .symmetry import Symmetry, quiet_c_stderr
 
 STRAIN_BASIS = np.array(
     [np.diag([1.0, 0, 0]), np.diag([0, 1.0, 0]), np.diag([0, 0, 1.0])]
@@ -340,12 +341,14 @@ def _spacegroup_type(sym: Symmetry, elements: tuple[int, ...]) -> tuple[int | No
     import spglib
 
     keep = np.isin(sym.operations.point_index, elements)
-    t = spglib.get_spacegroup_type_from_symmetry(
-        sym.operations.rotations_frac[keep],
-        sym.operations.translations_frac[keep],
-        np.asarray(sym.atoms.cell),
-        symprec=sym.symprec,
-    )
+    with quiet_c_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        t = spglib.get_spacegroup_type_from_symmetry(
+            sym.operations.rotations_frac[keep],
+            sym.operations.translations_frac[keep],
+            np.asarray(sym.atoms.cell),
+            symprec=sym.symprec,
+        )
     if t is None:
         return None, None
     return int(t.number), str(t.international_short)
