@@ -1,4 +1,5 @@
-"""Command line: ``ase-sbs detect FILE`` and ``ase-sbs sbs FILE [--target T]``.
+"""Command line: ``ase-sbs detect FILE``, ``ase-sbs sbs FILE [--target T]`` and
+``ase-sbs explore FILE [--calc NAME] ...``.
 
 Tables go to stdout; ``--json OUT`` writes the same content as JSON (``-`` for stdout,
 in which case the table is not printed). Bad input exits with status 2 and one line
@@ -48,7 +49,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", "-t", help="target subgroup: point group (C4v, 4mm), space group (P4mm, 99); "
                    "default: every candidate target")
     p.add_argument("--max-l", type=int, default=4, help="largest O(3) degree l searched (default 4)")
+    p = sub.add_parser("explore", help="relax along every symmetry-breaking channel and report the phases found")
+    p.add_argument("file", help="structure file in any format ase.io reads")
+    p.add_argument("--index", default="-1", help="frame to read from a multi-frame file (default -1)")
+    p.add_argument("--calc", default="auto",
+                   help="potential: auto (EMT for the metals it covers, else 7net-0), emt, 7net-0, "
+                   "or a NequIP model file (.nequip.zip, .nequip.pt2, .ckpt)")
+    p.add_argument("--targets", default="auto",
+                   help="comma-separated targets (P4mm,R3m,...) or 'auto': the maximal isotropy subgroup of each channel")
+    p.add_argument("--mode", choices=["seed", "field"], default="seed",
+                   help="seed: small bias annealed away; field: ramp the bias up first (first-order transitions)")
+    p.add_argument("--cell", choices=["full", "fixed", "volume"], default="full", help="cell relaxation (crystals)")
+    p.add_argument("--out", help="output directory (default: <file stem>_sbs); finished relaxations there are reused")
+    p.add_argument("--json", metavar="FILE", help="also write the results JSON to FILE ('-' for stdout only)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--all-variants", action="store_true", help="relax every SBS member, not one per target")
+    p.add_argument("--seed-force", type=float, default=0.05, help="largest bias force at the parent, eV/Å (default 0.05)")
+    p.add_argument("--fmax", type=float, default=0.002, help="final force criterion, eV/Å (default 0.002)")
+    p.add_argument("--max-steps", type=int, default=400, help="optimizer step budget per stage (default 400)")
+    p.add_argument("--symprec", type=float, default=1e-3, help="distance tolerance in Å (default 1e-3)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def _explore(args) -> int:
+    import os
+
+    from .relax import break_symmetry
+    from .report import describe_exploration, write_exploration, write_json
+
+    atoms = _read(args.file, args.index)
+    out = args.out or os.path.splitext(os.path.basename(args.file))[0] + "_sbs"
+    ex = break_symmetry(
+        atoms, calc=args.calc, targets=args.targets, mode=args.mode, cell=args.cell, out=out,
+        progress=not args.no_progress and sys.stderr.isatty(), device=args.device,
+        seed_force=args.seed_force, release_fmax=args.fmax, max_steps=args.max_steps, symprec=args.symprec,
+        all_variants=args.all_variants,
+    )
+    data = write_exploration(ex, out)
+    if args.json != "-":
+        print(describe_exploration(ex))
+        print(f"\nwritten: {os.path.join(out, 'explore.json')}, {os.path.join(out, 'energies.png')}, "
+              f"{os.path.join(out, 'phases')}/")
+    if args.json:
+        write_json(data, args.json)
+    return 0
 
 
 def _detect(args) -> int:
@@ -117,7 +162,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"detect": _detect, "sbs": _sbs}[args.command](args)
+        return {"detect": _detect, "sbs": _sbs, "explore": _explore}[args.command](args)
     except SBSInputError as exc:
         print(f"ase-sbs: error: {exc}", file=sys.stderr)
         return 2

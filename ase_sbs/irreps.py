@@ -8,7 +8,27 @@ from the traces.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
+
+
+@contextlib.contextmanager
+def float64_default():
+    """Temporarily make float64 torch's default dtype.
+
+    e3nn builds its constants (so(3) generators, Clebsch–Gordan coefficients, spherical
+    harmonics normalisations) in the default dtype; built in float32 they carry 1e-7
+    relative errors into float64 results.
+    """
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def irreps_list(max_l: int) -> list[str]:
@@ -55,14 +75,9 @@ def representation(irreps: str, matrices: np.ndarray) -> np.ndarray:
         k = int(np.argmin([abs((proper @ Q.T)[1, 1]) for Q in Qs]))
         lefts.append(R @ Qs[k].T)
         rights.append(Qs[k])
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)  # e3nn builds its so(3) generators in the default dtype
-    try:
-        with torch.no_grad():
-            A = ir.D_from_matrix(torch.as_tensor(np.array(lefts)))
-            B = ir.D_from_matrix(torch.as_tensor(np.array(rights)))
-    finally:
-        torch.set_default_dtype(previous)
+    with float64_default(), torch.no_grad():
+        A = ir.D_from_matrix(torch.as_tensor(np.array(lefts)))
+        B = ir.D_from_matrix(torch.as_tensor(np.array(rights)))
     return (A @ B).numpy()
 
 

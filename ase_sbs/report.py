@@ -161,6 +161,9 @@ def sbs_dict(B: SymmetryBreakingSet) -> dict:
 
 
 __all__ = [
+    "describe_exploration",
+    "plot_energies",
+    "write_exploration",
     "format_table",
     "describe_symmetry",
     "describe_targets",
@@ -171,3 +174,120 @@ __all__ = [
     "sbs_dict",
     "write_json",
 ]
+
+
+# ----------------------------------------------------------------------------------
+# explorations
+
+
+def describe_exploration(ex) -> str:
+    """Terminal summary of an :class:`ase_sbs.relax.Exploration`."""
+    p = ex.parent
+    pname = f"{p.spacegroup_symbol} ({p.spacegroup_number})" if p.spacegroup_symbol else p.point_group
+    lines = [
+        f"parent        {p.atoms.get_chemical_formula()} {pname}, {p.natoms} atoms, "
+        f"E = {p.energy_per_atom:.6f} eV/atom  [{ex.potential}, mode {ex.settings.mode}, cell {ex.settings.cell}]",
+        "",
+    ]
+    rows = [
+        [
+            ph.name,
+            ph.point_group,
+            f"{1000 * ph.delta_energy_per_atom_eV:+.2f}",
+            f"{1000 * ph.delta_energy_per_formula_unit_eV:+.2f}",
+            ph.n_variants,
+            "yes" if ph.spontaneous else "no",
+            ph.irreps,
+            ", ".join(ph.targets),
+            " ".join(f"{x:.3f}" for x in ph.lattice[:3]) if ph.lattice else "-",
+            f"{ph.max_displacement_A:.3f}",
+        ]
+        for ph in ex.phases
+    ]
+    if rows:
+        lines.append("phases")
+        lines.append(format_table(
+            ["phase", "PG", "ΔE meV/atom", "ΔE meV/f.u.", "variants", "spontaneous", "irreps", "from targets",
+             "a b c (Å)", "max disp (Å)"], rows))
+    else:
+        lines.append("phases        none: no relaxation left the parent's symmetry")
+    other = [r for r in ex.relaxations if r.status != "broken"]
+    if other:
+        lines += ["", "channels that did not break"]
+        meaning = {
+            "returned": "returned to the parent: stable in this channel",
+            "unconverged": "did not converge in the step budget (not a phase)",
+            "bias_inactive": "the object cannot push along any distortion here",
+        }
+        rows = []
+        for r in other:
+            note = meaning[r.status]
+            if r.field_spacegroup:
+                note += f"; under the field it was {r.field_spacegroup}"
+            rows.append([r.target, r.member, r.irreps, r.status, note])
+        lines.append(format_table(["target", "member", "irreps", "status", "meaning"], rows))
+    if ex.settings.mode == "field":
+        induced = [r for r in ex.relaxations if r.field_spacegroup]
+        if induced:
+            lines += ["", "reached under the field (λ at its largest) -> after release"]
+            lines.append(format_table(
+                ["target", "under field", "after release", "survives"],
+                [[r.target, r.field_spacegroup, r.spacegroup_symbol or r.point_group,
+                  "yes" if r.status == "broken" else "no"] for r in induced]))
+    lines.append("")
+    lines.append("the parent is stable in every channel explored" if ex.stable
+                 else f"{sum(p.spontaneous for p in ex.phases)} phase(s) below the parent")
+    return "\n".join(lines)
+
+
+def plot_energies(ex, path: str) -> None:
+    """PNG: ΔE per formula unit of every phase against the parent (0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = ex.parent
+    pname = p.spacegroup_symbol or p.point_group
+    names = [pname] + [ph.name for ph in ex.phases]
+    values = [0.0] + [1000 * ph.delta_energy_per_formula_unit_eV for ph in ex.phases]
+    colors = ["0.5"] + ["tab:blue" if ph.spontaneous else "tab:orange" for ph in ex.phases]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(names) + 1.5), 3.6))
+    for x, (v, c) in enumerate(zip(values, colors)):
+        ax.hlines(v, x - 0.35, x + 0.35, color=c, linewidth=3)
+        ax.annotate(f"{v:+.1f}", (x, v), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_ylabel("ΔE (meV per formula unit)")
+    ax.set_title(f"{p.atoms.get_chemical_formula()}: phases vs parent [{ex.potential}]")
+    ax.axhline(0, color="0.8", linewidth=0.8, zorder=0)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_exploration(ex, out: str) -> dict:
+    """Write explore.json, one structure file per phase and variant, and energies.png.
+
+    Returns the JSON dictionary (with ``structure_file`` paths relative to ``out``).
+    """
+    from ase.io import write
+
+    os.makedirs(os.path.join(out, "phases"), exist_ok=True)
+    for i, ph in enumerate(ex.phases):
+        stem = f"{i:02d}_{''.join(c if c.isalnum() else '_' for c in ph.name).strip('_')}"
+        variants = ph.variants or [ph.atoms]
+        for j, v in enumerate(variants):
+            clean = v.copy()
+            clean.calc = None
+            rel = os.path.join("phases", f"{stem}_variant{j:02d}.extxyz")
+            tmp = os.path.join(out, rel + ".tmp")
+            write(tmp, clean, format="extxyz")
+            os.replace(tmp, os.path.join(out, rel))
+            if j == 0:
+                ph.structure_file = rel
+    data = ex.as_dict()
+    write_json(data, os.path.join(out, "explore.json"))
+    plot_energies(ex, os.path.join(out, "energies.png"))
+    return data

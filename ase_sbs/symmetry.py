@@ -25,6 +25,7 @@ from ase import Atoms
 
 from .errors import SBSInputError
 from .groups import (
+    SCHOENFLIES_OF_HM,
     FiniteGroup,
     cayley_table,
     hermann_mauguin_name,
@@ -71,6 +72,9 @@ class Symmetry:
             frame in Cartesian coordinates. Defined up to right-multiplication by S, so
             objects defined in it are equivariant once closed under S.
         symprec (Å), angle_tolerance (degrees, -1: spglib default).
+        crystal_class: Schoenflies symbol of the crystal's point group (spglib); it
+            exceeds ``schoenflies`` when the cell is a supercell that only some
+            operations map onto itself (those are the ones kept in ``operations``).
         centering_translations: fractional translations of the pure translations
             among the operations (crystals; [0, 0, 0] for a primitive cell).
         transformation_matrix, origin_shift, std_rotation_matrix: spglib's
@@ -90,6 +94,7 @@ class Symmetry:
     symprec: float
     angle_tolerance: float
     centering_translations: np.ndarray = field(default_factory=lambda: np.zeros((1, 3)))
+    crystal_class: str | None = None
     transformation_matrix: np.ndarray | None = None
     origin_shift: np.ndarray | None = None
     std_rotation_matrix: np.ndarray | None = None
@@ -107,6 +112,9 @@ class Symmetry:
         return int(np.flatnonzero(self.operations.point_index == point_index)[0])
 
     def name(self) -> str:
+        if self.periodic and self.crystal_class and self.crystal_class != self.schoenflies:
+            return (f"{self.spacegroup_symbol} ({self.spacegroup_number}), crystal class {self.crystal_class}; "
+                    f"operations compatible with this cell: {self.hermann_mauguin} ({self.schoenflies})")
         if self.periodic:
             return f"{self.spacegroup_symbol} ({self.spacegroup_number}), point group {self.hermann_mauguin} ({self.schoenflies})"
         return f"point group {self.schoenflies}" + (f" ({self.hermann_mauguin})" if self.hermann_mauguin else "")
@@ -274,6 +282,7 @@ def _crystal(atoms: Atoms, symprec: float, angle_tolerance: float) -> Symmetry:
         symprec=symprec,
         angle_tolerance=angle_tolerance,
         centering_translations=centering,
+        crystal_class=SCHOENFLIES_OF_HM.get(str(ds.pointgroup), schoen),
         transformation_matrix=np.asarray(ds.transformation_matrix, dtype=float),
         origin_shift=np.asarray(ds.origin_shift, dtype=float),
         std_rotation_matrix=np.asarray(ds.std_rotation_matrix, dtype=float),
@@ -398,3 +407,83 @@ def detect_symmetry(atoms: Atoms, symprec: float = 1e-3, angle_tolerance: float 
     if np.asarray(atoms.pbc).all():
         return _crystal(atoms, symprec, angle_tolerance)
     return _molecule(atoms, symprec, angle_tolerance)
+
+
+@dataclass(frozen=True, eq=False)
+class Symmetrizer:
+    """Projects forces and stress onto the symmetric subspace of a group of operations.
+
+    With operations (R_g, π_g): F ↦ (1/|G|) Σ_g (g·F), (g·F)_{π_g(i)} = R_g F_i, and
+    σ ↦ (1/|G|) Σ_g R_g σ R_gᵀ. Applied to the forces and stress of a structure that
+    has the symmetry, it removes numerical noise that would break it further.
+    """
+
+    rotations: np.ndarray  # (k, 3, 3)
+    permutations: np.ndarray  # (k, natoms)
+
+    @classmethod
+    def from_subgroup(cls, sym: Symmetry, elements) -> "Symmetrizer":
+        keep = np.isin(sym.operations.point_index, list(elements))
+        return cls(sym.operations.rotations[keep], sym.operations.permutations[keep])
+
+    def forces(self, forces: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(forces)
+        for R, p in zip(self.rotations, self.permutations):
+            out[p] += forces @ R.T
+        return out / len(self.rotations)
+
+    def stress(self, stress: np.ndarray) -> np.ndarray:
+        """Symmetrize a (3, 3) stress."""
+        return np.einsum("gij,jk,glk->il", self.rotations, stress, self.rotations) / len(self.rotations)
+
+    def positions(self, atoms: Atoms) -> np.ndarray:
+        """Group-averaged positions (molecules: ops about the centre of mass; crystals:
+        use :func:`symmetrized_atoms`)."""
+        out = np.zeros_like(atoms.positions)
+        centre = atoms.get_center_of_mass()
+        for R, p in zip(self.rotations, self.permutations):
+            out[p] += (atoms.positions - centre) @ R.T + centre
+        return out / len(self.rotations)
+
+
+def symmetrized_atoms(sym: Symmetry) -> Atoms:
+    """The structure moved (by at most ~symprec) onto exact symmetry S."""
+    atoms = sym.atoms.copy()
+    if sym.periodic:
+        from ase.spacegroup.symmetrize import refine_symmetry
+
+        with quiet_c_stderr(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            refine_symmetry(atoms, symprec=max(sym.symprec, 1e-5))
+        return atoms
+    atoms.positions = Symmetrizer(sym.operations.rotations, sym.operations.permutations).positions(atoms)
+    return atoms
+
+
+def crystal_point_group_matrices(sym: Symmetry) -> np.ndarray:
+    """Cartesian matrices of the crystal's full point group (the crystal class), in the
+    input frame, also when the cell is a supercell that breaks some of them: taken
+    from spglib's standardized conventional cell and rotated back."""
+    if not sym.periodic:
+        return sym.point_group_matrices
+    import spglib
+
+    atoms = sym.atoms
+    with quiet_c_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = spglib.get_symmetry_dataset(
+            (np.asarray(atoms.cell), atoms.get_scaled_positions(), atoms.numbers),
+            symprec=sym.symprec, angle_tolerance=sym.angle_tolerance,
+        )
+    L = np.asarray(ds.std_lattice, dtype=float)
+    with quiet_c_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        std_ops = spglib.get_symmetry((L, ds.std_positions, ds.std_types), symprec=sym.symprec)
+    W = np.unique(np.asarray(std_ops["rotations"]), axis=0).astype(float)
+    R_std = np.einsum("ij,njk,kl->nil", L.T, W, np.linalg.inv(L).T)
+    Q = np.asarray(ds.std_rotation_matrix, dtype=float)
+    u, _, vt = np.linalg.svd(Q)
+    Q = u @ vt
+    mats = np.einsum("ji,njk,kl->nil", Q, R_std, Q)
+    order = sorted(range(len(mats)), key=lambda i: not np.allclose(mats[i], np.eye(3), atol=1e-6))
+    return refine_group(mats[order])

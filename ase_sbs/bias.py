@@ -1,0 +1,168 @@
+"""SBS -> bias: the equivariant coupling E_sb(x; b, λ) = −λ ⟨b, D(x)⟩ in torch.
+
+D(x) is an E(3)-equivariant descriptor of the whole structure carrying the irreps of b:
+
+    A_i^{c,l}  = Σ_{j ≠ i, r_ij < r_c} f_c(r_ij) s_c(Z_i, Z_j) Y^l(r̂_ij)          (two-body)
+    out_i      = W₁ A_i + TP₂(A_i, A_i) + TP₃(TP₂'(A_i, A_i), A_i)           (up to four-body)
+    D(x)       = Σ_i out_i  projected on the irreps of b
+
+with Gaussian radial channels f_c times a cosine cutoff, species weights
+s_c(Z_i, Z_j) that are deliberately asymmetric (otherwise odd-l terms cancel between
+i→j and j→i), and fixed, seeded e3nn tensor products: pseudo-parity irreps (``1e``,
+``2o``) need products of two neighbour vectors, a pseudoscalar (``0o``, chirality)
+needs three. Everything is a smooth function of the positions and the cell, so forces
+−∂E/∂x and stress (1/V) ∂E/∂ε follow by autograd; D(g·x) = D(g) D(x) for g in O(3),
+and D is invariant to translations and permutations. λ is in eV; E_sb is extensive
+and bounded for a bounded number of neighbours within the cutoff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .irreps import float64_default
+
+DEFAULT_CUTOFF = 5.0  # Å
+
+
+def _natural(l: int) -> str:
+    return "e" if l % 2 == 0 else "o"
+
+
+class BiasDescriptor(torch.nn.Module):
+    """Equivariant global descriptor with irreps ``irreps_out`` (an e3nn string).
+
+    Args:
+        irreps_out: irreps of the SBS object b.
+        cutoff: neighbour cutoff in Å.
+        n_radial: number of radial (and species) channels.
+        seed: seed of the fixed random weights; same seed, same descriptor.
+    """
+
+    def __init__(self, irreps_out: str, cutoff: float = DEFAULT_CUTOFF, n_radial: int = 4, seed: int = 0):
+        super().__init__()
+        from e3nn import o3
+
+        self.irreps_out = o3.Irreps(irreps_out).simplify()
+        self.cutoff = float(cutoff)
+        self.n_radial = n_radial
+        l_max = max(2, max(ir.l for _, ir in self.irreps_out))
+        self.irreps_sh = o3.Irreps([(1, (l, 1 if l % 2 == 0 else -1)) for l in range(l_max + 1)])
+        self.irreps_a = o3.Irreps([(n_radial, (l, 1 if l % 2 == 0 else -1)) for l in range(l_max + 1)])
+        every = o3.Irreps([(n_radial, (l, p)) for l in range(l_max + 1) for p in (1, -1)])
+        gen = torch.Generator().manual_seed(seed)
+        with torch.random.fork_rng(devices=[]), float64_default():
+            torch.manual_seed(seed)
+            self.linear = o3.Linear(self.irreps_a, self.irreps_out)
+            self.tp2 = o3.FullyConnectedTensorProduct(self.irreps_a, self.irreps_a, self.irreps_out)
+            self.tp2_mid = o3.FullyConnectedTensorProduct(self.irreps_a, self.irreps_a, every)
+            self.tp3 = o3.FullyConnectedTensorProduct(every, self.irreps_a, self.irreps_out)
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.register_buffer("centres", torch.linspace(0.8, self.cutoff * 0.9, n_radial, dtype=torch.float64))
+        self.register_buffer("species_phase", torch.rand(2, n_radial, generator=gen, dtype=torch.float64) * 2 * np.pi)
+        self.width = self.cutoff / n_radial
+
+    def species_weights(self, z_i: torch.Tensor, z_j: torch.Tensor) -> torch.Tensor:
+        """s_c(Z_i, Z_j) = sin(0.37 Z_i + φ_c) + 0.5 cos(0.71 Z_j + ψ_c): not symmetric."""
+        zi = z_i.to(self.centres.dtype)[:, None]
+        zj = z_j.to(self.centres.dtype)[:, None]
+        return torch.sin(0.37 * zi + self.species_phase[0]) + 0.5 * torch.cos(0.71 * zj + self.species_phase[1])
+
+    def forward(self, vectors: torch.Tensor, edge_src: torch.Tensor, z_src: torch.Tensor,
+                z_dst: torch.Tensor, n_atoms: int, graph: torch.Tensor | None = None,
+                n_graphs: int = 1) -> torch.Tensor:
+        """D for each graph: (n_graphs, dim). ``vectors`` are r_j − r_i for edges i→j,
+        ``edge_src`` the index i, ``graph`` the graph of each atom (default: one graph)."""
+        from e3nn import o3
+
+        dtype = vectors.dtype
+        r = vectors.norm(dim=1).clamp_min(1e-9)
+        centres = self.centres.to(dtype)
+        radial = torch.exp(-(((r[:, None] - centres) / self.width) ** 2))
+        radial = radial * (0.5 * (torch.cos(np.pi * r / self.cutoff) + 1.0) * (r < self.cutoff))[:, None]
+        weights = radial * self.species_weights(z_src, z_dst).to(dtype)  # (E, C)
+        with float64_default():
+            sh = o3.spherical_harmonics(self.irreps_sh, vectors, normalize=True, normalization="component")
+        pieces, offset = [], 0
+        for _, ir in self.irreps_sh:
+            d = ir.dim
+            pieces.append((weights[:, :, None] * sh[:, None, offset : offset + d]).reshape(len(r), -1))
+            offset += d
+        edge_features = torch.cat(pieces, dim=1)
+        A = torch.zeros(n_atoms, edge_features.shape[1], dtype=dtype, device=vectors.device)
+        A = A.index_add(0, edge_src, edge_features)
+        out = self.linear(A) + self.tp2(A, A) + self.tp3(self.tp2_mid(A, A), A)
+        if graph is None:
+            return out.sum(dim=0, keepdim=True)
+        D = torch.zeros(n_graphs, out.shape[1], dtype=dtype, device=vectors.device)
+        return D.index_add(0, graph, out)
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """Edges i→j with integer cell shifts: r_ij = x_j − x_i + shift·cell."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    shifts: np.ndarray
+
+
+def neighbour_list(atoms, cutoff: float) -> Neighbours:
+    from ase.neighborlist import neighbor_list
+
+    if atoms.pbc.all():
+        i, j, S = neighbor_list("ijS", atoms, cutoff)
+    else:
+        pos = atoms.positions
+        d = np.linalg.norm(pos[:, None] - pos[None], axis=2)
+        i, j = np.nonzero((d < cutoff) & ~np.eye(len(atoms), dtype=bool))
+        S = np.zeros((len(i), 3), dtype=int)
+    return Neighbours(i, j, S)
+
+
+def sb_energy(descriptor: BiasDescriptor, positions: torch.Tensor, cell: torch.Tensor,
+              numbers: torch.Tensor, nbrs: Neighbours, objects: torch.Tensor, strength) -> torch.Tensor:
+    """E_sb = −λ ⟨b, D(x)⟩ (eV), differentiable in positions and cell."""
+    src = torch.as_tensor(nbrs.src, device=positions.device)
+    dst = torch.as_tensor(nbrs.dst, device=positions.device)
+    shifts = torch.as_tensor(nbrs.shifts, dtype=positions.dtype, device=positions.device)
+    vectors = positions[dst] - positions[src] + shifts @ cell
+    D = descriptor(vectors, src, numbers[src], numbers[dst], len(positions))[0]
+    return -strength * (objects.to(D.dtype) * D).sum()
+
+
+@dataclass(frozen=True)
+class BiasResult:
+    """Energy (eV), forces (natoms, 3) eV/Å and stress (3, 3) eV/Å³ of E_sb."""
+
+    energy: float
+    forces: np.ndarray
+    stress: np.ndarray
+
+
+def evaluate_bias(atoms, objects, irreps: str, strength: float, descriptor: BiasDescriptor | None = None,
+                  dtype=torch.float64, device="cpu") -> BiasResult:
+    """E_sb and its forces and stress for an ASE ``Atoms`` (crystal or molecule)."""
+    descriptor = descriptor if descriptor is not None else BiasDescriptor(irreps)
+    descriptor = descriptor.to(device=device, dtype=dtype)
+    nbrs = neighbour_list(atoms, descriptor.cutoff)
+    pos = torch.tensor(atoms.positions, dtype=dtype, device=device)
+    cell = torch.tensor(np.asarray(atoms.cell), dtype=dtype, device=device)
+    numbers = torch.as_tensor(atoms.numbers, device=device)
+    eps = torch.zeros(3, 3, dtype=dtype, device=device, requires_grad=True)
+    strain = torch.eye(3, dtype=dtype, device=device) + (eps + eps.T) / 2
+    pos_var = pos.clone().requires_grad_(True)
+    pos_s = pos_var @ strain.T
+    cell_s = cell @ strain.T
+    b = torch.as_tensor(np.asarray(objects), dtype=dtype, device=device)
+    E = sb_energy(descriptor, pos_s, cell_s, numbers, nbrs, b, strength)
+    dE_dx, dE_de = torch.autograd.grad(E, (pos_var, eps))
+    if atoms.pbc.all():
+        stress = dE_de.detach().cpu().numpy() / atoms.get_volume()
+    else:
+        stress = np.zeros((3, 3))
+    return BiasResult(float(E.detach()), -dE_dx.detach().cpu().numpy().astype(np.float64), stress)

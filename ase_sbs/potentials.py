@@ -1,0 +1,114 @@
+"""Named potentials: ``emt``, ``7net-0``, NequIP model files, or any ASE calculator.
+
+``auto`` picks ASE's EMT when it covers every element as a metal (Al, Cu, Ag, Au, Ni,
+Pd, Pt), otherwise SevenNet-0, whose weights ship inside the ``sevenn`` wheel (no
+download). NequIP models: a package (``*.nequip.zip``), an AOTInductor-compiled model
+(``*.nequip.pt2``) or a training checkpoint (``*.ckpt``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+from ase.data import chemical_symbols
+
+from .errors import SBSInputError
+
+EMT_METALS = ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt")
+NAMES = ("auto", "emt", "7net-0", "sevennet-0")
+
+
+@dataclass
+class Potential:
+    """An ASE calculator with a printable name and the elements it covers (None: unknown)."""
+
+    calc: object
+    name: str
+    elements: frozenset | None = None
+
+    def check_covers(self, symbols) -> None:
+        if self.elements is None:
+            return
+        missing = sorted(set(symbols) - set(self.elements))
+        if missing:
+            raise SBSInputError(
+                f"the potential {self.name} does not cover {', '.join(missing)}; "
+                "choose another with --calc (e.g. 7net-0, or a NequIP model file)"
+            )
+
+
+def _check_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SBSInputError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise SBSInputError(f"unknown device {device!r}: use cpu, cuda or auto")
+    return device
+
+
+def _emt() -> Potential:
+    from ase.calculators.emt import EMT
+
+    return Potential(EMT(), "emt", frozenset(EMT_METALS))
+
+
+def _sevennet(device: str) -> Potential:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from sevenn.calculator import SevenNetCalculator
+
+        calc = SevenNetCalculator("7net-0", device=device)
+    species = frozenset(chemical_symbols[int(z)] for z in calc.type_map)
+    return Potential(calc, "7net-0", species)
+
+
+def _nequip(path: str, device: str) -> Potential:
+    if not os.path.exists(path):
+        raise SBSInputError(f"{path}: no such model file")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from nequip.integrations.ase import NequIPCalculator
+
+    try:
+        if path.endswith(".pt2") or path.endswith(".pth"):
+            calc = NequIPCalculator.from_compiled_model(path, device=device)
+        else:
+            calc = NequIPCalculator._from_saved_model(path, device=device)
+    except Exception as exc:
+        raise SBSInputError(f"{path}: cannot load it as a NequIP model ({type(exc).__name__}: {exc})") from exc
+    return Potential(calc, os.path.basename(path), None)
+
+
+def get_potential(name="auto", symbols=(), device: str = "cpu") -> Potential:
+    """Resolve ``name`` to a :class:`Potential` and check it covers ``symbols``.
+
+    ``name`` is ``auto``, ``emt``, ``7net-0``, a NequIP model path, or an ASE
+    calculator object (used as is).
+    """
+    if not isinstance(name, str):
+        if not hasattr(name, "get_potential_energy") and not hasattr(name, "calculate"):
+            raise SBSInputError(f"{name!r} is neither a calculator name nor an ASE calculator")
+        return Potential(name, type(name).__name__, None)
+    device = _check_device(device)
+    key = name.lower()
+    symbols = set(symbols)
+    if key == "auto":
+        key = "emt" if symbols and symbols <= set(EMT_METALS) else "7net-0"
+    if key == "emt":
+        pot = _emt()
+    elif key in ("7net-0", "sevennet-0"):
+        pot = _sevennet(device)
+    elif key.endswith((".nequip.zip", ".zip", ".pt2", ".pth", ".ckpt")):
+        pot = _nequip(name, device)
+    else:
+        raise SBSInputError(
+            f"unknown calculator {name!r}: use one of {', '.join(NAMES)}, or a NequIP model file "
+            "(.nequip.zip, .nequip.pt2, .ckpt)"
+        )
+    pot.check_covers(symbols)
+    return pot

@@ -1,0 +1,584 @@
+"""SBS + potential -> relaxations: the symmetry-breaking protocol (DESIGN §4).
+
+For every target K and the SBS member(s) b of B(K):
+
+1. parent: relax the input within S (forces and stress symmetrized onto S);
+2. seed: minimize E_model + E_sb(b, λ₀), λ₀ chosen so that the largest bias force on
+   the parent is ``seed_force`` (eV/Å; for a strain-only channel the largest bias
+   stress times V/N), forces and stress symmetrized onto Stab_S(b);
+   in ``field`` mode λ is first ramped up to cross barriers;
+3. anneal: λ → 0 in steps, re-minimizing at each;
+4. release: minimize E_model alone to ``release_fmax``, still symmetrized onto
+   Stab_S(b). The result is a stationary point of the unbiased potential: if it has
+   lower symmetry and lower energy than the parent the break was spontaneous; if it
+   is back in S the parent is stable in that channel;
+5. classify with spglib over a tolerance ladder and group relaxations into phases.
+
+Each relaxation is written (atomically) as it finishes to ``out/relaxations``; a run
+with the same settings reuses what is there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from functools import reduce
+
+import numpy as np
+from ase import Atoms
+
+from .bias import BiasDescriptor, evaluate_bias
+from .calculator import SBSCalculator
+from .errors import SBSInputError
+from .potentials import Potential, get_potential
+from .report import write_json
+from .sbs import SymmetryBreakingSet, resolve_target, symmetry_breaking_set
+from .symmetry import Symmetrizer, Symmetry, crystal_point_group_matrices, detect_symmetry, symmetrized_atoms
+from .targets import Target, candidate_targets, make_target
+
+CLASSIFY_LADDER = (1e-5, 1e-4, 1e-3, 1e-2)
+
+
+@dataclass(frozen=True)
+class ExploreSettings:
+    """Settings of :func:`break_symmetry` (forces in eV/Å, energies in eV)."""
+
+    mode: str = "seed"
+    cell: str = "full"
+    seed_force: float = 0.05
+    field_factors: tuple[float, ...] = (3.0, 10.0)
+    anneal: tuple[float, ...] = (0.3, 0.1)
+    fmax: float = 0.01
+    release_fmax: float = 0.002
+    max_steps: int = 400
+    symprec: float = 1e-3
+    classify_symprec: float = 1e-3
+    energy_tol: float = 1e-4  # eV/atom: below this a change is "no change"
+    all_variants: bool = False
+    max_l: int = 4
+
+    def validate(self) -> None:
+        if self.mode not in ("seed", "field"):
+            raise SBSInputError(f"mode must be 'seed' or 'field', got {self.mode!r}")
+        if self.cell not in ("full", "fixed", "volume"):
+            raise SBSInputError(f"cell must be 'full', 'fixed' or 'volume', got {self.cell!r}")
+        for name in ("seed_force", "fmax", "release_fmax"):
+            if not getattr(self, name) > 0:
+                raise SBSInputError(f"{name} must be positive")
+        if self.max_steps < 1:
+            raise SBSInputError("max_steps must be at least 1")
+
+
+@dataclass
+class Relaxation:
+    """One relaxation of one SBS member (see module docstring for the stages)."""
+
+    target: str
+    member: int
+    irreps: str
+    sbs_object: list
+    status: str  # broken | returned | unconverged | bias_inactive
+    energy_eV: float
+    natoms: int
+    spacegroup_number: int | None
+    spacegroup_symbol: str | None
+    point_group: str
+    point_group_order: int
+    ladder: dict
+    strength_eV: float
+    steps: dict
+    converged: bool
+    max_displacement_A: float
+    field_spacegroup: str | None = None
+    atoms: Atoms | None = field(default=None, repr=False)
+
+    @property
+    def energy_per_atom(self) -> float:
+        return self.energy_eV / self.natoms
+
+
+@dataclass
+class Phase:
+    """A distinct relaxed structure below (or at) the parent: one per symmetry and energy."""
+
+    target: str
+    targets: list
+    spacegroup_number: int | None
+    spacegroup_symbol: str | None
+    point_group: str
+    energy_per_atom_eV: float
+    delta_energy_per_atom_eV: float
+    delta_energy_per_formula_unit_eV: float
+    n_variants: int
+    spontaneous: bool
+    irreps: str
+    lattice: list | None
+    max_displacement_A: float
+    steps: int
+    atoms: Atoms = field(repr=False)
+    variants: list = field(default_factory=list, repr=False)
+    structure_file: str | None = None
+
+    @property
+    def name(self) -> str:
+        if self.spacegroup_symbol:
+            return f"{self.spacegroup_symbol} ({self.spacegroup_number})"
+        return self.point_group
+
+
+@dataclass
+class ParentResult:
+    spacegroup_number: int | None
+    spacegroup_symbol: str | None
+    point_group: str
+    energy_eV: float
+    natoms: int
+    formula_units: int
+    atoms: Atoms = field(repr=False)
+    steps: int = 0
+
+    @property
+    def energy_per_atom(self) -> float:
+        return self.energy_eV / self.natoms
+
+
+@dataclass
+class Exploration:
+    """Everything :func:`break_symmetry` found."""
+
+    parent: ParentResult
+    phases: list[Phase]
+    relaxations: list[Relaxation]
+    potential: str
+    settings: ExploreSettings
+
+    @property
+    def stable(self) -> bool:
+        """True when no channel breaks spontaneously."""
+        return not any(p.spontaneous for p in self.phases)
+
+    @property
+    def unconverged(self) -> list[Relaxation]:
+        return [r for r in self.relaxations if r.status == "unconverged"]
+
+    def as_dict(self) -> dict:
+        p = self.parent
+        return {
+            "parent": {
+                "formula": p.atoms.get_chemical_formula(),
+                "spacegroup_number": p.spacegroup_number,
+                "spacegroup_symbol": p.spacegroup_symbol,
+                "point_group": p.point_group,
+                "energy_per_atom_eV": p.energy_per_atom,
+                "natoms": p.natoms,
+                "formula_units": p.formula_units,
+            },
+            "potential": self.potential,
+            "settings": asdict(self.settings),
+            "stable": self.stable,
+            "phases": [
+                {
+                    "target": ph.target,
+                    "targets": ph.targets,
+                    "spacegroup_number": ph.spacegroup_number,
+                    "spacegroup_symbol": ph.spacegroup_symbol,
+                    "point_group": ph.point_group,
+                    "energy_per_atom_eV": ph.energy_per_atom_eV,
+                    "delta_energy_per_atom_eV": ph.delta_energy_per_atom_eV,
+                    "delta_energy_per_formula_unit_eV": ph.delta_energy_per_formula_unit_eV,
+                    "n_variants": ph.n_variants,
+                    "spontaneous": ph.spontaneous,
+                    "irreps": ph.irreps,
+                    "lattice": ph.lattice,
+                    "max_displacement_A": ph.max_displacement_A,
+                    "steps": ph.steps,
+                    "structure_file": ph.structure_file,
+                }
+                for ph in self.phases
+            ],
+            "relaxations": [
+                {k: v for k, v in asdict(r).items() if k != "atoms"} for r in self.relaxations
+            ],
+        }
+
+
+# ----------------------------------------------------------------------------------
+
+
+def _minimize(atoms: Atoms, calc, cell: str, fmax: float, max_steps: int) -> tuple[bool, int]:
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import BFGS
+
+    atoms.calc = calc
+    target = atoms
+    if atoms.pbc.all() and cell != "fixed":
+        target = FrechetCellFilter(atoms, hydrostatic_strain=cell == "volume")
+    opt = BFGS(target, logfile=None, maxstep=0.1)
+    converged = bool(opt.run(fmax=fmax, steps=max_steps))
+    return converged, int(opt.nsteps)
+
+
+def formula_units(atoms: Atoms) -> int:
+    counts = np.unique(atoms.numbers, return_counts=True)[1]
+    return int(reduce(math.gcd, counts.tolist()))
+
+
+def max_displacement(parent: Atoms, final: Atoms) -> float:
+    """Largest atomic displacement (Å) between two structures with the same atom order."""
+    if parent.pbc.all():
+        d = final.get_scaled_positions(wrap=False) - parent.get_scaled_positions(wrap=False)
+        d -= np.round(d)
+        disp = d @ np.asarray(final.cell)
+    else:
+        disp = (final.positions - final.get_center_of_mass()) - (parent.positions - parent.get_center_of_mass())
+    disp -= disp.mean(axis=0)
+    return float(np.linalg.norm(disp, axis=1).max())
+
+
+def _classify(atoms: Atoms, symprec: float) -> tuple[Symmetry | None, dict]:
+    ladder = {}
+    chosen = None
+    for sp in CLASSIFY_LADDER:
+        try:
+            s = detect_symmetry(atoms, symprec=sp)
+        except SBSInputError:
+            ladder[f"{sp:g}"] = None
+            continue
+        ladder[f"{sp:g}"] = s.spacegroup_symbol if s.periodic else s.schoenflies
+        if sp == symprec:
+            chosen = s
+    if chosen is None:
+        chosen = detect_symmetry(atoms, symprec=symprec)
+    return chosen, ladder
+
+
+def _common_subgroup(parent: Symmetry, found: Symmetry) -> list[int]:
+    """Indices of S whose Cartesian rotation is also a symmetry of the found structure."""
+    F = crystal_point_group_matrices(found)
+    return [i for i, R in enumerate(parent.point_group_matrices) if np.abs(F - R).max(axis=(1, 2)).min() < 1e-3]
+
+
+def variant_image(atoms: Atoms, parent: Symmetry, op_index: int) -> Atoms:
+    """The structure mapped by the parent's operation ``op_index`` (R, t), expressed in
+    a cell basis aligned with the parent's."""
+    R = parent.operations.rotations[op_index]
+    t = parent.operations.translations[op_index]
+    out = atoms.copy()
+    if atoms.pbc.all():
+        out.positions = atoms.positions @ R.T + t
+        rotated = np.asarray(atoms.cell) @ R.T
+        basis = np.round(np.asarray(parent.atoms.cell) @ np.linalg.inv(rotated)).astype(int)
+        out.set_cell(basis @ rotated if abs(round(np.linalg.det(basis))) == 1 else rotated, scale_atoms=False)
+        out.wrap()
+    else:
+        c = atoms.get_center_of_mass()
+        out.positions = (atoms.positions - c) @ R.T + c
+    return out
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _structure_digest(atoms: Atoms) -> list:
+    return [atoms.get_chemical_symbols(), np.round(atoms.positions, 6).tolist(), np.round(np.asarray(atoms.cell), 6).tolist()]
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_")
+
+
+class _Store:
+    """Finished relaxations on disk: one JSON + one extxyz per relaxation."""
+
+    def __init__(self, out: str | None):
+        self.dir = None
+        if out is None:
+            return
+        self.dir = os.path.join(out, "relaxations")
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+            probe = os.path.join(self.dir, ".write-test")
+            with open(probe, "w") as fh:
+                fh.write("ok")
+            os.unlink(probe)
+        except OSError as exc:
+            raise SBSInputError(f"output directory {out!r} is not writable ({exc.strerror})") from exc
+
+    def load(self, key: str) -> dict | None:
+        if self.dir is None:
+            return None
+        path = os.path.join(self.dir, key + ".json")
+        if not os.path.exists(path):
+            return None
+        from ase.io import read
+
+        with open(path) as fh:
+            data = json.load(fh)
+        data["atoms"] = read(os.path.join(self.dir, key + ".extxyz"))
+        return data
+
+    def save(self, key: str, data: dict, atoms: Atoms) -> None:
+        if self.dir is None:
+            return
+        from ase.io import write
+
+        tmp = os.path.join(self.dir, f".tmp-{key}.extxyz")
+        clean = atoms.copy()
+        clean.calc = None
+        write(tmp, clean, format="extxyz")
+        os.replace(tmp, os.path.join(self.dir, key + ".extxyz"))
+        write_json(data, os.path.join(self.dir, key + ".json"))
+
+
+def _resolve_targets(sym: Symmetry, targets) -> list[Target]:
+    if isinstance(targets, str) and targets == "auto":
+        return default_targets(sym)
+    if isinstance(targets, str):
+        targets = [t for t in targets.split(",") if t.strip()]
+    out = []
+    for t in targets:
+        mask = resolve_target(sym, t)
+        out.append(t if isinstance(t, Target) else make_target(sym, mask))
+    return out
+
+
+def default_targets(sym: Symmetry) -> list[Target]:
+    """The maximal isotropy subgroups of each channel (Landau theory's order-parameter
+    directions of highest symmetry): every target reached by a single channel that has
+    no proper supergroup among that channel's targets."""
+    group = sym.point_group
+    cands = [t for t in candidate_targets(sym) if t.channels]
+    out = []
+    for t in cands:
+        mask = sum(1 << i for i in t.elements)
+        supers = [
+            u for u in cands if u is not t and set(u.channels) & set(t.channels)
+            and any(c & mask == mask and c != mask for c in group.conjugates(sum(1 << i for i in u.elements)))
+        ]
+        if not supers:
+            out.append(t)
+    return out
+
+
+def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed", cell: str = "full",
+                   out: str | None = None, progress: bool = True, device: str = "cpu",
+                   **settings) -> Exploration:
+    """Find the lower-symmetry phases ``atoms`` breaks into under the potential ``calc``.
+
+    Args:
+        atoms: the high-symmetry parent (crystal or molecule).
+        calc: ``auto``, ``emt``, ``7net-0``, a NequIP model file, or an ASE calculator.
+        targets: ``auto`` (the maximal isotropy subgroups of each distortion channel),
+            a comma-separated string or a list of targets (names, numbers, Targets).
+        mode: ``seed`` (small bias, annealed away) or ``field`` (ramped up first).
+        cell: ``full``, ``fixed`` or ``volume`` relaxation of crystals.
+        out: directory for finished relaxations (resume) and results; None keeps all
+            in memory.
+        **settings: further :class:`ExploreSettings` fields.
+    """
+    s = ExploreSettings(mode=mode, cell=cell, **settings)
+    s.validate()
+    store = _Store(out)
+    pot = calc if isinstance(calc, Potential) else get_potential(calc, atoms.get_chemical_symbols(), device)
+    pot.check_covers(atoms.get_chemical_symbols())
+    sym0 = detect_symmetry(atoms, symprec=s.symprec)
+    start = symmetrized_atoms(sym0)
+    parent = _relax_parent(start, sym0, pot, s, store)
+    psym = detect_symmetry(parent.atoms, symprec=s.symprec)
+    if psym.order != sym0.order:
+        raise SBSInputError(
+            f"the parent lost symmetry while relaxing within {sym0.schoenflies} "
+            f"(now {psym.schoenflies}); use a tighter symprec"
+        )
+    target_list = _resolve_targets(psym, targets)
+    jobs = []
+    for t in target_list:
+        B = symmetry_breaking_set(psym, t, max_l=s.max_l)
+        members = range(len(B)) if s.all_variants else [0]
+        jobs += [(t, B, j) for j in members]
+    base = _digest(pot.name, asdict(s), _structure_digest(parent.atoms))
+    relaxations = []
+    bar = _progress(len(jobs), progress)
+    for t, B, j in jobs:
+        key = f"{_safe(t.name)}-m{j}-{base}"
+        rec = store.load(key)
+        if rec is None:
+            r = _relax_member(parent, psym, B, j, pot, s)
+            data = {k: v for k, v in asdict(r).items() if k != "atoms"}
+            store.save(key, data, r.atoms)
+        else:
+            r = Relaxation(**rec)
+        relaxations.append(r)
+        bar.update(1)
+    bar.close()
+    phases = _phases(parent, psym, relaxations, s)
+    return Exploration(parent=parent, phases=phases, relaxations=relaxations, potential=pot.name, settings=s)
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="relaxations", unit="relax", file=sys.stderr, leave=False)
+
+
+def _relax_parent(start: Atoms, sym: Symmetry, pot: Potential, s: ExploreSettings, store: _Store) -> ParentResult:
+    key = f"parent-{_digest(pot.name, s.cell, s.fmax, s.release_fmax, s.max_steps, s.symprec, _structure_digest(start))}"
+    rec = store.load(key)
+    if rec is not None:
+        atoms = rec.pop("atoms")
+        return ParentResult(atoms=atoms, **rec)
+    atoms = start.copy()
+    full = Symmetrizer(sym.operations.rotations, sym.operations.permutations)
+    calc = SBSCalculator(pot.calc, np.zeros(1), "0e", 0.0, symmetrize=full)
+    converged, steps = _minimize(atoms, calc, s.cell, s.release_fmax, s.max_steps)
+    if not converged:
+        raise SBSInputError(
+            f"the parent did not converge within {s.max_steps} steps at fmax={s.release_fmax} eV/Å "
+            "inside its own symmetry; raise max_steps or check the structure"
+        )
+    energy = float(atoms.get_potential_energy())
+    result = ParentResult(
+        spacegroup_number=sym.spacegroup_number,
+        spacegroup_symbol=sym.spacegroup_symbol,
+        point_group=sym.schoenflies,
+        energy_eV=energy,
+        natoms=len(atoms),
+        formula_units=formula_units(atoms),
+        atoms=atoms,
+        steps=steps,
+    )
+    store.save(key, {k: v for k, v in asdict(result).items() if k != "atoms"}, atoms)
+    return result
+
+
+def bias_scale(atoms: Atoms, b, irreps: str, descriptor: BiasDescriptor) -> float:
+    """Largest generalized bias force at λ = 1: max(|F|, |σ| V / N) in eV/Å."""
+    r = evaluate_bias(atoms, b, irreps, 1.0, descriptor)
+    m = float(np.abs(r.forces).max())
+    if atoms.pbc.all():
+        m = max(m, float(np.abs(r.stress).max()) * atoms.get_volume() / len(atoms))
+    return m
+
+
+def _relax_member(parent: ParentResult, psym: Symmetry, B: SymmetryBreakingSet, j: int,
+                  pot: Potential, s: ExploreSettings) -> Relaxation:
+    atoms = parent.atoms.copy()
+    b = B.objects[j]
+    desc = BiasDescriptor(B.irreps)
+    scale = bias_scale(atoms, b, B.irreps, desc)
+    common = dict(target=B.target.name, member=j, irreps=B.irreps, sbs_object=[float(x) for x in b],
+                  natoms=len(atoms))
+    if scale < 1e-9:
+        return Relaxation(**common, status="bias_inactive", energy_eV=parent.energy_eV,
+                          spacegroup_number=parent.spacegroup_number, spacegroup_symbol=parent.spacegroup_symbol,
+                          point_group=parent.point_group, point_group_order=psym.order, ladder={},
+                          strength_eV=0.0, steps={}, converged=True, max_displacement_A=0.0, atoms=atoms)
+    lam0 = s.seed_force / scale
+    symm = Symmetrizer.from_subgroup(psym, B.stabilizers[j])
+    calc = SBSCalculator(pot.calc, b, B.irreps, lam0, symmetrize=symm, descriptor=desc)
+    factors = [1.0] + (list(s.field_factors) if s.mode == "field" else []) + list(s.anneal)
+    steps = {}
+    field_sg = None
+    for k, f in enumerate(factors):
+        calc.strength = lam0 * f
+        _, n = _minimize(atoms, calc, s.cell, s.fmax, s.max_steps)
+        steps[f"lambda_x{f:g}"] = n
+        if s.mode == "field" and f == max(factors):
+            fs, _ = _classify(atoms, s.classify_symprec)
+            field_sg = fs.spacegroup_symbol if fs.periodic else fs.schoenflies
+    calc.strength = 0.0
+    converged, n = _minimize(atoms, calc, s.cell, s.release_fmax, s.max_steps)
+    steps["release"] = n
+    energy = float(atoms.get_potential_energy())
+    found, ladder = _classify(atoms, s.classify_symprec)
+    back = found.order == psym.order and found.spacegroup_number == psym.spacegroup_number
+    found_class = found.crystal_class or found.schoenflies
+    status = "unconverged" if not converged else ("returned" if back else "broken")
+    return Relaxation(
+        **common,
+        status=status,
+        energy_eV=energy,
+        spacegroup_number=found.spacegroup_number,
+        spacegroup_symbol=found.spacegroup_symbol,
+        point_group=found_class,
+        point_group_order=len(crystal_point_group_matrices(found)),
+        ladder=ladder,
+        strength_eV=lam0,
+        steps=steps,
+        converged=converged,
+        max_displacement_A=max_displacement(parent.atoms, atoms),
+        field_spacegroup=field_sg,
+        atoms=atoms,
+    )
+
+
+def _phases(parent: ParentResult, psym: Symmetry, relaxations: list[Relaxation], s: ExploreSettings) -> list[Phase]:
+    """Group broken relaxations by symmetry and energy; attach the variants."""
+    groups: list[list[Relaxation]] = []
+    for r in relaxations:
+        if r.status != "broken":
+            continue
+        for g in groups:
+            g0 = g[0]
+            if (g0.spacegroup_number, g0.point_group) == (r.spacegroup_number, r.point_group) and abs(
+                g0.energy_per_atom - r.energy_per_atom
+            ) < s.energy_tol:
+                g.append(r)
+                break
+        else:
+            groups.append([r])
+    phases = []
+    fu_atoms = parent.natoms / parent.formula_units
+    for g in groups:
+        r = min(g, key=lambda x: x.energy_eV)
+        found = detect_symmetry(r.atoms, symprec=s.classify_symprec)
+        kept = _common_subgroup(psym, found)
+        n_var = psym.order // max(len(kept), 1)
+        group = psym.point_group
+        variants, seen = [], 0
+        if group.is_subgroup(kept):
+            for sidx in range(psym.order):
+                if seen >> sidx & 1:
+                    continue
+                coset = {int(group.table[sidx, k]) for k in kept}
+                for c in coset:
+                    seen |= 1 << c
+                variants.append(variant_image(r.atoms, psym, psym.representative_operation(sidx)))
+        de = r.energy_per_atom - parent.energy_per_atom
+        phases.append(
+            Phase(
+                target=g[0].target,
+                targets=sorted({x.target for x in g}),
+                spacegroup_number=r.spacegroup_number,
+                spacegroup_symbol=r.spacegroup_symbol,
+                point_group=r.point_group,
+                energy_per_atom_eV=r.energy_per_atom,
+                delta_energy_per_atom_eV=de,
+                delta_energy_per_formula_unit_eV=de * fu_atoms,
+                n_variants=n_var,
+                spontaneous=de < -s.energy_tol,
+                irreps=r.irreps,
+                lattice=[float(x) for x in r.atoms.cell.cellpar()] if r.atoms.pbc.all() else None,
+                max_displacement_A=r.max_displacement_A,
+                steps=int(sum(r.steps.values())),
+                atoms=r.atoms,
+                variants=variants,
+            )
+        )
+    phases.sort(key=lambda p: p.delta_energy_per_atom_eV)
+    return phases
