@@ -2,7 +2,8 @@
 
 D(x) is an E(3)-equivariant descriptor of the whole structure carrying the irreps of b:
 
-    A_i^{c,l}  = Σ_{j ≠ i, r_ij < r_c} f_c(r_ij) s_c(Z_i, Z_j) Y^l(r̂_ij)          (two-body)
+    A_i^{c,l}  = Σ_{j ≠ i, r_ij < r_c} f_c(r_ij) s_c(Z_i, Z_j) Y^l(r̂_ij) / n_i    (two-body)
+    n_i        = 1 + Σ_j fcut(r_ij)                           (smooth neighbour count)
     out_i      = W₁ A_i + TP₂(A_i, A_i) + TP₃(TP₂'(A_i, A_i), A_i)           (up to four-body)
     D(x)       = Σ_i out_i  projected on the irreps of b
 
@@ -13,7 +14,7 @@ i→j and j→i), and fixed, seeded e3nn tensor products: pseudo-parity irreps (
 needs three. Everything is a smooth function of the positions and the cell, so forces
 −∂E/∂x and stress (1/V) ∂E/∂ε follow by autograd; D(g·x) = D(g) D(x) for g in O(3),
 and D is invariant to translations and permutations. λ is in eV; E_sb is extensive
-and bounded for a bounded number of neighbours within the cutoff.
+and bounded: A_i is a weighted average of bounded functions, so |E_sb| ≤ λ N C.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ class BiasDescriptor(torch.nn.Module):
         r = vectors.norm(dim=1).clamp_min(1e-9)
         centres = self.centres.to(dtype)
         radial = torch.exp(-(((r[:, None] - centres) / self.width) ** 2))
-        radial = radial * (0.5 * (torch.cos(np.pi * r / self.cutoff) + 1.0) * (r < self.cutoff))[:, None]
+        cutoff = 0.5 * (torch.cos(np.pi * r / self.cutoff) + 1.0) * (r < self.cutoff)
+        radial = radial * cutoff[:, None]
         weights = radial * self.species_weights(z_src, z_dst).to(dtype)  # (E, C)
         with float64_default():
             sh = o3.spherical_harmonics(self.irreps_sh, vectors, normalize=True, normalization="component")
@@ -95,6 +97,10 @@ class BiasDescriptor(torch.nn.Module):
         edge_features = torch.cat(pieces, dim=1)
         A = torch.zeros(n_atoms, edge_features.shape[1], dtype=dtype, device=vectors.device)
         A = A.index_add(0, edge_src, edge_features)
+        # smooth neighbour count: A_i becomes a weighted average, so |D| per atom (and
+        # E_sb / N) stay bounded however much the structure is compressed
+        count = torch.ones(n_atoms, dtype=dtype, device=vectors.device).index_add(0, edge_src, cutoff)
+        A = A / count[:, None]
         out = self.linear(A) + self.tp2(A, A) + self.tp3(self.tp2_mid(A, A), A)
         if graph is None:
             return out.sum(dim=0, keepdim=True)

@@ -55,6 +55,7 @@ class ExploreSettings:
     fmax: float = 0.01
     release_fmax: float = 0.002
     max_steps: int = 400
+    parent_max_steps: int = 1000
     symprec: float = 1e-3
     classify_symprec: float = 1e-3
     energy_tol: float = 1e-4  # eV/atom: below this a change is "no change"
@@ -79,6 +80,7 @@ class Relaxation:
 
     target: str
     member: int
+    sign: int  # +1: b_member; -1: −b_member (the opposite domain when −b is not in B)
     irreps: str
     sbs_object: list
     status: str  # broken | returned | unconverged | bias_inactive
@@ -93,6 +95,7 @@ class Relaxation:
     steps: dict
     converged: bool
     max_displacement_A: float
+    max_strain: float = 0.0
     field_spacegroup: str | None = None
     atoms: Atoms | None = field(default=None, repr=False)
 
@@ -237,6 +240,15 @@ def max_displacement(parent: Atoms, final: Atoms) -> float:
         disp = (final.positions - final.get_center_of_mass()) - (parent.positions - parent.get_center_of_mass())
     disp -= disp.mean(axis=0)
     return float(np.linalg.norm(disp, axis=1).max())
+
+
+def max_strain(parent: Atoms, final: Atoms) -> float:
+    """Largest component of the symmetric strain taking the parent cell to the final one."""
+    if not parent.pbc.all():
+        return 0.0
+    F = np.linalg.solve(np.asarray(parent.cell), np.asarray(final.cell)).T
+    eps = (F + F.T) / 2 - np.eye(3)
+    return float(np.abs(eps).max())
 
 
 def _classify(atoms: Atoms, symprec: float) -> tuple[Symmetry | None, dict]:
@@ -400,15 +412,18 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
     for t in target_list:
         B = symmetry_breaking_set(psym, t, max_l=s.max_l)
         members = range(len(B)) if s.all_variants else [0]
-        jobs += [(t, B, j) for j in members]
+        # −b breaks to the same K; when it is not in B it is another domain of the order
+        # parameter (e.g. elongation vs compression along one axis) and is relaxed too
+        signs = (1,) if _contains(B.objects, -B.objects[0]) else (1, -1)
+        jobs += [(t, B, j, sign) for sign in signs for j in members]
     base = _digest(pot.name, asdict(s), _structure_digest(parent.atoms))
     relaxations = []
     bar = _progress(len(jobs), progress)
-    for t, B, j in jobs:
-        key = f"{_safe(t.name)}-m{j}-{base}"
+    for t, B, j, sign in jobs:
+        key = f"{_safe(t.name)}-m{j}{'' if sign > 0 else 'neg'}-{base}"
         rec = store.load(key)
         if rec is None:
-            r = _relax_member(parent, psym, B, j, pot, s)
+            r = _relax_member(parent, psym, B, j, pot, s, sign)
             data = {k: v for k, v in asdict(r).items() if k != "atoms"}
             store.save(key, data, r.atoms)
         else:
@@ -437,7 +452,7 @@ def _progress(total: int, enabled: bool):
 
 
 def _relax_parent(start: Atoms, sym: Symmetry, pot: Potential, s: ExploreSettings, store: _Store) -> ParentResult:
-    key = f"parent-{_digest(pot.name, s.cell, s.fmax, s.release_fmax, s.max_steps, s.symprec, _structure_digest(start))}"
+    key = f"parent-{_digest(pot.name, s.cell, s.release_fmax, s.parent_max_steps, s.symprec, _structure_digest(start))}"
     rec = store.load(key)
     if rec is not None:
         atoms = rec.pop("atoms")
@@ -445,10 +460,10 @@ def _relax_parent(start: Atoms, sym: Symmetry, pot: Potential, s: ExploreSetting
     atoms = start.copy()
     full = Symmetrizer(sym.operations.rotations, sym.operations.permutations)
     calc = SBSCalculator(pot.calc, np.zeros(1), "0e", 0.0, symmetrize=full)
-    converged, steps = _minimize(atoms, calc, s.cell, s.release_fmax, s.max_steps)
+    converged, steps = _minimize(atoms, calc, s.cell, s.release_fmax, s.parent_max_steps)
     if not converged:
         raise SBSInputError(
-            f"the parent did not converge within {s.max_steps} steps at fmax={s.release_fmax} eV/Å "
+            f"the parent did not converge within {s.parent_max_steps} steps at fmax={s.release_fmax} eV/Å "
             "inside its own symmetry; raise max_steps or check the structure"
         )
     energy = float(atoms.get_potential_energy())
@@ -475,14 +490,18 @@ def bias_scale(atoms: Atoms, b, irreps: str, descriptor: BiasDescriptor) -> floa
     return m
 
 
+def _contains(objects: np.ndarray, v: np.ndarray, tol: float = 1e-6) -> bool:
+    return bool((np.abs(objects - v).max(axis=1) < tol).any())
+
+
 def _relax_member(parent: ParentResult, psym: Symmetry, B: SymmetryBreakingSet, j: int,
-                  pot: Potential, s: ExploreSettings) -> Relaxation:
+                  pot: Potential, s: ExploreSettings, sign: int = 1) -> Relaxation:
     atoms = parent.atoms.copy()
-    b = B.objects[j]
+    b = sign * B.objects[j]
     desc = BiasDescriptor(B.irreps)
     scale = bias_scale(atoms, b, B.irreps, desc)
-    common = dict(target=B.target.name, member=j, irreps=B.irreps, sbs_object=[float(x) for x in b],
-                  natoms=len(atoms))
+    common = dict(target=B.target.name, member=j, sign=sign, irreps=B.irreps,
+                  sbs_object=[float(x) for x in b], natoms=len(atoms))
     if scale < 1e-9:
         return Relaxation(**common, status="bias_inactive", energy_eV=parent.energy_eV,
                           spacegroup_number=parent.spacegroup_number, spacegroup_symbol=parent.spacegroup_symbol,
@@ -506,7 +525,13 @@ def _relax_member(parent: ParentResult, psym: Symmetry, B: SymmetryBreakingSet, 
     steps["release"] = n
     energy = float(atoms.get_potential_energy())
     found, ladder = _classify(atoms, s.classify_symprec)
-    back = found.order == psym.order and found.spacegroup_number == psym.spacegroup_number
+    same_group = found.order == psym.order and found.spacegroup_number == psym.spacegroup_number
+    disp = max_displacement(parent.atoms, atoms)
+    strain = max_strain(parent.atoms, atoms)
+    de = energy / len(atoms) - parent.energy_per_atom
+    # a stable channel relaxes back slowly along soft directions: a residue below these
+    # thresholds at the parent's energy is the parent, not a new phase
+    back = same_group or (abs(de) < s.energy_tol and disp < 0.01 and strain < 2e-3)
     found_class = found.crystal_class or found.schoenflies
     status = "unconverged" if not converged else ("returned" if back else "broken")
     return Relaxation(
@@ -521,7 +546,8 @@ def _relax_member(parent: ParentResult, psym: Symmetry, B: SymmetryBreakingSet, 
         strength_eV=lam0,
         steps=steps,
         converged=converged,
-        max_displacement_A=max_displacement(parent.atoms, atoms),
+        max_displacement_A=disp,
+        max_strain=strain,
         field_spacegroup=field_sg,
         atoms=atoms,
     )

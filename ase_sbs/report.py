@@ -224,8 +224,8 @@ def describe_exploration(ex) -> str:
             note = meaning[r.status]
             if r.field_spacegroup:
                 note += f"; under the field it was {r.field_spacegroup}"
-            rows.append([r.target, r.member, r.irreps, r.status, note])
-        lines.append(format_table(["target", "member", "irreps", "status", "meaning"], rows))
+            rows.append([r.target, f"{'-' if r.sign < 0 else '+'}b{r.member}", r.irreps, r.status, note])
+        lines.append(format_table(["target", "object", "irreps", "status", "meaning"], rows))
     if ex.settings.mode == "field":
         induced = [r for r in ex.relaxations if r.field_spacegroup]
         if induced:
@@ -260,6 +260,7 @@ def plot_energies(ex, path: str) -> None:
     ax.set_ylabel("ΔE (meV per formula unit)")
     ax.set_title(f"{p.atoms.get_chemical_formula()}: phases vs parent [{ex.potential}]")
     ax.axhline(0, color="0.8", linewidth=0.8, zorder=0)
+    ax.margins(x=0.08, y=0.18)
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=120)

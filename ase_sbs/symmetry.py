@@ -182,14 +182,17 @@ def _check_tolerances(symprec: float, angle_tolerance: float) -> None:
 
 
 def _permutation(atoms: Atoms, R: np.ndarray, t: np.ndarray, tol: float, periodic: bool) -> np.ndarray | None:
-    """perm[i] = j with R x_i + t ≡ x_j, same species; None if no bijection."""
-    pos = atoms.positions
-    img = pos @ R.T + t
-    diff = img[:, None, :] - pos[None, :, :]
+    """perm[i] = j with R x_i + t ≡ x_j, same species; None if no bijection.
+
+    For crystals R and t are the fractional (integer) rotation and translation, so a
+    lattice that is only nearly symmetric does not inflate the mismatch."""
     if periodic:
-        cell = np.asarray(atoms.cell)
-        frac = diff @ np.linalg.inv(cell)
-        diff = (frac - np.round(frac)) @ cell
+        frac = atoms.get_scaled_positions(wrap=False)
+        d = (frac @ R.T + t)[:, None, :] - frac[None, :, :]
+        diff = (d - np.round(d)) @ np.asarray(atoms.cell)
+    else:
+        pos = atoms.positions
+        diff = (pos @ R.T + t)[:, None, :] - pos[None, :, :]
     dist = np.linalg.norm(diff, axis=2)
     dist[atoms.numbers[:, None] != atoms.numbers[None, :]] = np.inf
     perm = dist.argmin(axis=1)
@@ -242,13 +245,15 @@ def _crystal(atoms: Atoms, symprec: float, angle_tolerance: float) -> Symmetry:
             point.append(R)
             point_index.append(len(point) - 1)
     point = np.array(point)
-    if not np.allclose(np.einsum("nij,nkj->nik", point, point), np.eye(3), atol=1e-4):
+    # a lattice symmetric only within symprec gives rotations orthogonal to ~symprec/length
+    slack = max(1e-4, 20 * symprec / min(atoms.cell.lengths()))
+    if not np.allclose(np.einsum("nij,nkj->nik", point, point), np.eye(3), atol=slack):
         raise _inconsistent(symprec)
-    point = refine_group(point)
+    point = refine_group(point, tol=max(1e-3, 5 * slack))
     perms = []
     tol = max(3 * symprec, 1e-3)
-    for R, t in zip(rot_cart, trans_cart):
-        p = _permutation(atoms, R, t, tol, periodic=True)
+    for Wk, tk in zip(W, tf):
+        p = _permutation(atoms, Wk, tk, tol, periodic=True)
         if p is None:
             raise _inconsistent(symprec)
         perms.append(p)
