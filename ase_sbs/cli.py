@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--all-variants", action="store_true", help="relax every SBS member, not one per target")
     p.add_argument("--seed-force", type=float, default=0.05, help="largest bias force at the parent, eV/Å (default 0.05)")
-    p.add_argument("--fmax", type=float, default=0.002, help="final force criterion, eV/Å (default 0.002)")
+    p.add_argument("--fmax", type=float, default=5e-4, help="final force criterion, eV/Å (default 5e-4)")
     p.add_argument("--max-steps", type=int, default=400, help="optimizer step budget per stage (default 400)")
     p.add_argument("--symprec", type=float, default=1e-3, help="distance tolerance in Å (default 1e-3)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

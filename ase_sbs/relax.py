@@ -53,7 +53,7 @@ class ExploreSettings:
     field_factors: tuple[float, ...] = (3.0, 10.0)
     anneal: tuple[float, ...] = (0.3, 0.1)
     fmax: float = 0.01
-    release_fmax: float = 0.002
+    release_fmax: float = 5e-4
     max_steps: int = 400
     parent_max_steps: int = 1000
     symprec: float = 1e-3
