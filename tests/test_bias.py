@@ -8,7 +8,7 @@ from ase_sbs import detect_symmetry, symmetry_breaking_set
 from ase_sbs.bias import BiasDescriptor, evaluate_bias
 from ase_sbs.irreps import representation
 
-from conftest import random_orthogonal, transform
+from .conftest import random_orthogonal, transform
 
 
 @pytest.mark.parametrize("irreps", ["1o", "1e", "0o", "2e", "2o", "3o", "1o+2e"])

@@ -9,7 +9,7 @@ import pytest
 
 from ase_sbs.cli import main
 
-from conftest import EXAMPLES
+from .conftest import EXAMPLES
 
 BTO = str(EXAMPLES / "BaTiO3_cubic.cif")
 
@@ -77,3 +77,43 @@ def test_console_script_runs():
     res = subprocess.run(cmd + ["sbs", BTO, "--target", "P4/mmm"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "2e" in res.stdout and "SBS size      3" in res.stdout
+
+
+def test_explore_writes_json_structures_and_plot(tmp_path, capsys):
+    out = tmp_path / "cu"
+    argv = ["explore", str(EXAMPLES / "Cu_bcc.cif"), "--calc", "emt", "--targets", "I4/mmm",
+            "--out", str(out), "--json", str(tmp_path / "cu.json")]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "Fm-3m (225)" in text and "spontaneous" in text
+    data = json.loads((tmp_path / "cu.json").read_text())
+    assert set(data["parent"]) >= {"spacegroup_number", "spacegroup_symbol", "energy_per_atom_eV", "natoms"}
+    phase = next(p for p in data["phases"] if p["spacegroup_number"] == 225)
+    assert set(phase) >= {"target", "spacegroup_number", "spacegroup_symbol", "delta_energy_per_atom_eV",
+                          "delta_energy_per_formula_unit_eV", "n_variants", "spontaneous", "irreps",
+                          "structure_file"}
+    assert phase["n_variants"] == 3 and phase["spontaneous"]
+    from ase.io import read
+
+    assert read(out / phase["structure_file"]).get_chemical_formula() == "Cu2"
+    assert len(list((out / "phases").glob("*.extxyz"))) >= 3
+    assert (out / "energies.png").stat().st_size > 1000
+    assert json.loads((out / "explore.json").read_text())["phases"] == data["phases"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["explore", BTO, "--calc", "nonsense"], "unknown calculator"),
+        (["explore", BTO, "--calc", "emt"], "does not cover"),
+        (["explore", BTO, "--device", "cuda:7"], "CUDA is not available"),
+    ],
+)
+def test_explore_errors(argv, message, capsys, tmp_path):
+    if "cuda" in " ".join(argv):
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("CUDA is available here")
+    assert main(argv + ["--out", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err

@@ -6,7 +6,7 @@ import pytest
 
 from ase_sbs import candidate_targets, detect_symmetry, symmetry_breaking_set
 
-from conftest import random_orthogonal, same_set, transform
+from .conftest import random_orthogonal, same_set, transform
 
 CASES = {
     "batio3": ["P4mm", "Amm2", "R3m", "P4/mmm", "Cm"],
