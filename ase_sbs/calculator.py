@@ -28,18 +28,21 @@ class SBSCalculator(Calculator):
         strength: λ in eV (0 switches the bias off).
         symmetrize: optional :class:`Symmetrizer` applied to forces and stress.
         descriptor: a :class:`BiasDescriptor` to reuse (defaults to a fresh one).
+        device: torch device of the bias (``cpu``, ``cuda``); the model runs where it runs.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
     def __init__(self, calc, sbs_object, irreps: str, strength: float = 0.0,
-                 symmetrize: Symmetrizer | None = None, descriptor: BiasDescriptor | None = None, **kwargs):
+                 symmetrize: Symmetrizer | None = None, descriptor: BiasDescriptor | None = None,
+                 device: str = "cpu", **kwargs):
         super().__init__(**kwargs)
         self.calc = calc
         self.sbs_object = np.asarray(sbs_object, dtype=np.float64)
         self.irreps = irreps
         self.descriptor = descriptor if descriptor is not None else BiasDescriptor(irreps)
         self.symmetrize = symmetrize
+        self.device = device
         self._strength = float(strength)
         self.bias_results: dict = {}
 
@@ -69,7 +72,8 @@ class SBSCalculator(Calculator):
                 )
         free_energy = float(getattr(self.calc, "results", {}).get("free_energy", energy))
         if self._strength != 0.0:
-            bias = evaluate_bias(self.atoms, self.sbs_object, self.irreps, self._strength, self.descriptor)
+            bias = evaluate_bias(self.atoms, self.sbs_object, self.irreps, self._strength, self.descriptor,
+                                 device=self.device)
             energy, free_energy = energy + bias.energy, free_energy + bias.energy
             forces = forces + bias.forces
             stress = stress + bias.stress

@@ -13,7 +13,7 @@ Matrices act on column vectors; all group theory is float64 with explicit tolera
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np

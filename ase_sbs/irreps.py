@@ -9,6 +9,7 @@ from the traces.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import numpy as np
 
@@ -42,18 +43,13 @@ def dimension(irreps: str) -> int:
     return o3.Irreps(irreps).dim
 
 
-_GENERIC_ROTATIONS = None
-
-
+@functools.lru_cache(maxsize=1)
 def _generic_rotations() -> np.ndarray:
-    """A few fixed rotations far from e3nn's Euler-angle singularities."""
-    global _GENERIC_ROTATIONS  # a constant table, computed once
-    if _GENERIC_ROTATIONS is None:
-        from scipy.spatial.transform import Rotation
+    """A few fixed rotations far from e3nn's Euler-angle singularities (a constant)."""
+    from scipy.spatial.transform import Rotation
 
-        angles = [(0.3 + 0.9 * k, 1.2 + 0.17 * k, 0.7 + 0.5 * k) for k in range(6)]
-        _GENERIC_ROTATIONS = Rotation.from_euler("zyz", angles).as_matrix()
-    return _GENERIC_ROTATIONS
+    angles = [(0.3 + 0.9 * k, 1.2 + 0.17 * k, 0.7 + 0.5 * k) for k in range(6)]
+    return Rotation.from_euler("zyz", angles).as_matrix()
 
 
 def representation(irreps: str, matrices: np.ndarray) -> np.ndarray:

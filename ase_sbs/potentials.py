@@ -39,7 +39,8 @@ class Potential:
             )
 
 
-def _check_device(device: str) -> str:
+def resolve_device(device: str) -> str:
+    """``cpu``, ``cuda[:n]`` or ``auto`` (CUDA when available); a clear error when CUDA is asked for but absent."""
     import torch
 
     if device == "auto":
@@ -94,7 +95,7 @@ def get_potential(name="auto", symbols=(), device: str = "cpu") -> Potential:
         if not hasattr(name, "get_potential_energy") and not hasattr(name, "calculate"):
             raise SBSInputError(f"{name!r} is neither a calculator name nor an ASE calculator")
         return Potential(name, type(name).__name__, None)
-    device = _check_device(device)
+    device = resolve_device(device)
     key = name.lower()
     symbols = set(symbols)
     if key == "auto":

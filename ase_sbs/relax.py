@@ -35,6 +35,7 @@ from .bias import BiasDescriptor, evaluate_bias
 from .calculator import SBSCalculator
 from .errors import SBSInputError
 from .potentials import Potential, get_potential
+from .potentials import resolve_device as _device
 from .report import write_json
 from .sbs import SymmetryBreakingSet, resolve_target, symmetry_breaking_set
 from .symmetry import Symmetrizer, Symmetry, crystal_point_group_matrices, detect_symmetry, symmetrized_atoms
@@ -391,6 +392,7 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
         cell: ``full``, ``fixed`` or ``volume`` relaxation of crystals.
         out: directory for finished relaxations (resume) and results; None keeps all
             in memory.
+        device: ``cpu``, ``cuda`` or ``auto``, for the potential (when named) and the bias.
         **settings: further :class:`ExploreSettings` fields.
     """
     s = ExploreSettings(mode=mode, cell=cell, **settings)
@@ -408,6 +410,7 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
             f"(now {psym.schoenflies}); use a tighter symprec"
         )
     target_list = _resolve_targets(psym, targets)
+    bias_device = _device(device)
     jobs = []
     for t in target_list:
         B = symmetry_breaking_set(psym, t, max_l=s.max_l)
@@ -423,7 +426,7 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
         key = f"{_safe(t.name)}-m{j}{'' if sign > 0 else 'neg'}-{base}"
         rec = store.load(key)
         if rec is None:
-            r = _relax_member(parent, psym, B, j, pot, s, sign)
+            r = _relax_member(parent, psym, B, j, pot, s, sign, bias_device)
             data = {k: v for k, v in asdict(r).items() if k != "atoms"}
             store.save(key, data, r.atoms)
         else:
@@ -495,7 +498,7 @@ def _contains(objects: np.ndarray, v: np.ndarray, tol: float = 1e-6) -> bool:
 
 
 def _relax_member(parent: ParentResult, psym: Symmetry, B: SymmetryBreakingSet, j: int,
-                  pot: Potential, s: ExploreSettings, sign: int = 1) -> Relaxation:
+                  pot: Potential, s: ExploreSettings, sign: int = 1, device: str = "cpu") -> Relaxation:
     atoms = parent.atoms.copy()
     b = sign * B.objects[j]
     desc = BiasDescriptor(B.irreps)
@@ -509,11 +512,11 @@ def _relax_member(parent: ParentResult, psym: Symmetry, B: SymmetryBreakingSet, 
                           strength_eV=0.0, steps={}, converged=True, max_displacement_A=0.0, atoms=atoms)
     lam0 = s.seed_force / scale
     symm = Symmetrizer.from_subgroup(psym, B.stabilizers[j])
-    calc = SBSCalculator(pot.calc, b, B.irreps, lam0, symmetrize=symm, descriptor=desc)
+    calc = SBSCalculator(pot.calc, b, B.irreps, lam0, symmetrize=symm, descriptor=desc, device=device)
     factors = [1.0] + (list(s.field_factors) if s.mode == "field" else []) + list(s.anneal)
     steps = {}
     field_sg = None
-    for k, f in enumerate(factors):
+    for f in factors:
         calc.strength = lam0 * f
         _, n = _minimize(atoms, calc, s.cell, s.fmax, s.max_steps)
         steps[f"lambda_x{f:g}"] = n

@@ -25,7 +25,6 @@ import numpy as np
 from .errors import SBSInputError
 from .groups import (
     SCHOENFLIES_OF_HM,
-    bits,
     describe_operation,
     ideal_sbs_exists,
     mask_of,
@@ -364,7 +363,7 @@ def symmetry_breaking_set(structure, target, max_l: int = 4, symprec: float = 1e
         rng = np.random.default_rng(seed + attempt)
         y = D_frame @ rng.standard_normal(D_all.shape[1])
         b_parts, offset = [], 0
-        for ir, VK in chosen:
+        for _, VK in chosen:
             d = VK.shape[0]
             part = VK @ (VK.T @ y[offset : offset + d])
             b_parts.append(part / np.linalg.norm(part))

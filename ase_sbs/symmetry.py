@@ -367,11 +367,7 @@ def _molecule(atoms: Atoms, symprec: float, angle_tolerance: float) -> Symmetry:
         perms.append(p)
     perms = np.array(perms)
     # symmetrized positions give a frame that does not depend on noise
-    sym_pos = np.zeros_like(atoms.positions)
-    for R, t, p in zip(mats, trans, perms):
-        sym_pos[p] += atoms.positions @ R.T + t
-    sym_pos /= len(mats)
-    frame = molecule_frame(sym_pos, atoms.numbers)
+    frame = molecule_frame(Symmetrizer(mats, perms).positions(atoms), atoms.numbers)
     order = _canonical_order(mats, frame)
     mats, trans, perms = mats[order], trans[order], perms[order]
     schoen = schoenflies_name(mats)

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
-from .groups import bits, element_type, hermann_mauguin_name, mask_of, rotation_axis_angle, schoenflies_name
+from .groups import bits, element_type, hermann_mauguin_name, rotation_axis_angle, schoenflies_name
 from .irreps import irreps_list, representation
 from .symmetry import Symmetry, quiet_c_stderr
 
@@ -264,7 +263,7 @@ def mulliken_label(chi: np.ndarray, mats: np.ndarray, complex_pair: bool = False
     secondary = None
     if axis is not None:
         for want_det in (1, -1):
-            for g, (det, n, k) in enumerate(types):
+            for g, (det, n, _) in enumerate(types):
                 if det == want_det and n == 2:
                     ax = rotation_axis_angle(det * mats[g])[0]
                     # C2' has its axis ⊥ principal; σv has its normal ⊥ principal
@@ -275,7 +274,7 @@ def mulliken_label(chi: np.ndarray, mats: np.ndarray, complex_pair: bool = False
                 break
     sigma_h = None
     if axis is not None:
-        for g, (det, n, k) in enumerate(types):
+        for g, (det, n, _) in enumerate(types):
             if det == -1 and n == 2 and abs(abs(rotation_axis_angle(-mats[g])[0] @ axis) - 1) < 1e-6:
                 sigma_h = g
     inversion = next((g for g, M in enumerate(mats) if np.allclose(M, -np.eye(3), atol=1e-6)), None)

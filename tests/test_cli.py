@@ -117,3 +117,18 @@ def test_explore_errors(argv, message, capsys, tmp_path):
             pytest.skip("CUDA is available here")
     assert main(argv + ["--out", str(tmp_path / "o")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_explore_field_mode_on_a_stable_parent(tmp_path, capsys):
+    from ase.build import bulk
+    from ase.io import write
+
+    path = tmp_path / "cu_fcc.cif"
+    write(path, bulk("Cu", "fcc", a=3.6))
+    argv = ["explore", str(path), "--calc", "emt", "--mode", "field", "--targets", "I4/mmm",
+            "--out", str(tmp_path / "o"), "--json", "-"]
+    assert main(argv) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["stable"] and data["phases"] == []
+    assert {r["field_spacegroup"] for r in data["relaxations"]} == {"I4/mmm"}
+    assert {r["status"] for r in data["relaxations"]} == {"returned"}

@@ -1,6 +1,5 @@
 """Finite groups: subgroup lattice, conjugacy, normalizers, complements, names."""
 
-import itertools
 
 import numpy as np
 import pytest

@@ -163,3 +163,21 @@ class NaNCalc(Calculator):
 def test_a_calculator_returning_nan_stops_with_a_message():
     with pytest.raises(SBSInputError, match="non-finite energy"):
         break_symmetry(bcc("Cu"), NaNCalc(), progress=False)
+
+
+def test_nequip_model_files_that_cannot_be_loaded_are_reported(tmp_path):
+    from ase_sbs.potentials import get_potential
+
+    with pytest.raises(SBSInputError, match="no such model file"):
+        get_potential(str(tmp_path / "missing.nequip.zip"), ["Cu"])
+    junk = tmp_path / "junk.nequip.pt2"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(SBSInputError, match="cannot load it as a NequIP model"):
+        get_potential(str(junk), ["Cu"])
+
+
+def test_auto_picks_emt_for_emt_metals_and_sevennet_otherwise():
+    from ase_sbs.potentials import get_potential
+
+    assert get_potential("auto", ["Cu", "Ni"]).name == "emt"
+    assert get_potential("auto", ["Ba", "Ti", "O"]).name == "7net-0"
