@@ -69,7 +69,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=400, help="optimizer step budget per stage (default 400)")
     p.add_argument("--symprec", type=float, default=1e-3, help="distance tolerance in Å (default 1e-3)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = sub.add_parser("check-potential", help="equivariance errors of a potential, symmetry type by type")
+    p.add_argument("file", help="structure file in any format ase.io reads")
+    p.add_argument("--index", default="-1", help="frame to read from a multi-frame file (default -1)")
+    p.add_argument("--calc", default="auto", help="potential (as for explore)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--trials", type=int, default=4, help="random transformations per symmetry type")
+    p.add_argument("--tolerance", type=float, default=1e-6, help="flag errors above this (eV, eV/Å)")
+    p.add_argument("--symprec", type=float, default=1e-3, help="tolerance for the structure's own group (Å)")
+    p.add_argument("--json", metavar="OUT", help="also write the result as JSON ('-' for stdout only)")
     return parser
+
+
+def _check_potential(args) -> int:
+    from .diagnostics import describe_report, equivariance_error
+    from .potentials import get_potential
+    from .report import write_json
+
+    atoms = _read(args.file, args.index)
+    pot = get_potential(args.calc, atoms.get_chemical_symbols(), args.device)
+    report = equivariance_error(pot.calc, atoms, trials=args.trials, tolerance=args.tolerance,
+                                symprec=args.symprec)
+    if args.json != "-":
+        print(f"potential     {pot.name} on {atoms.get_chemical_formula()}")
+        print(describe_report(report))
+    if args.json:
+        write_json({"potential": pot.name, **report.as_dict()}, args.json)
+    return 0
 
 
 def _explore(args) -> int:
@@ -162,7 +188,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"detect": _detect, "sbs": _sbs, "explore": _explore}[args.command](args)
+        commands = {"detect": _detect, "sbs": _sbs, "explore": _explore, "check-potential": _check_potential}
+        return commands[args.command](args)
     except SBSInputError as exc:
         print(f"ase-sbs: error: {exc}", file=sys.stderr)
         return 2

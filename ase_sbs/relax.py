@@ -144,6 +144,7 @@ class ParentResult:
     formula_units: int
     atoms: Atoms = field(repr=False)
     steps: int = 0
+    force_noise_eV_A: float = 0.0  # the potential's symmetry noise at the parent (diagnostics)
 
     @property
     def energy_per_atom(self) -> float:
@@ -180,6 +181,7 @@ class Exploration:
                 "energy_per_atom_eV": p.energy_per_atom,
                 "natoms": p.natoms,
                 "formula_units": p.formula_units,
+                "force_noise_eV_A": p.force_noise_eV_A,
             },
             "potential": self.potential,
             "settings": asdict(self.settings),
@@ -438,6 +440,25 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
     return Exploration(parent=parent, phases=phases, relaxations=relaxations, potential=pot.name, settings=s)
 
 
+def _symmetry_noise(pot: Potential, atoms: Atoms, s: ExploreSettings) -> float:
+    """Largest force error of the potential under the symmetries (eV/Å), see diagnostics."""
+    from .diagnostics import equivariance_error
+
+    return equivariance_error(pot.calc, atoms, trials=1, symprec=s.symprec).noise
+
+
+def _warn_if_noisy(pot: Potential, noise: float, s: ExploreSettings) -> None:
+    """Warn when the potential's own symmetry noise is comparable to the seed force."""
+    import warnings
+
+    if noise > 0.1 * s.seed_force:
+        warnings.warn(
+            f"{pot.name}: symmetry noise of the forces ({noise:.2g} eV/Å) is comparable to the "
+            f"seed force ({s.seed_force} eV/Å); forces and stress are symmetrized onto each target",
+            stacklevel=3,
+        )
+
+
 class _NoBar:
     def update(self, n):
         pass
@@ -459,7 +480,11 @@ def _relax_parent(start: Atoms, sym: Symmetry, pot: Potential, s: ExploreSetting
     rec = store.load(key)
     if rec is not None:
         atoms = rec.pop("atoms")
-        return ParentResult(atoms=atoms, **rec)
+        result = ParentResult(atoms=atoms, **rec)
+        _warn_if_noisy(pot, result.force_noise_eV_A, s)
+        return result
+    noise = _symmetry_noise(pot, start, s)
+    _warn_if_noisy(pot, noise, s)
     atoms = start.copy()
     full = Symmetrizer(sym.operations.rotations, sym.operations.permutations)
     calc = SBSCalculator(pot.calc, np.zeros(1), "0e", 0.0, symmetrize=full)
@@ -479,6 +504,7 @@ def _relax_parent(start: Atoms, sym: Symmetry, pot: Potential, s: ExploreSetting
         formula_units=formula_units(atoms),
         atoms=atoms,
         steps=steps,
+        force_noise_eV_A=noise,
     )
     store.save(key, {k: v for k, v in asdict(result).items() if k != "atoms"}, atoms)
     return result
