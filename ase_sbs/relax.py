@@ -425,7 +425,8 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
     relaxations = []
     bar = _progress(len(jobs), progress)
     for t, B, j, sign in jobs:
-        key = f"{_safe(t.name)}-m{j}{'' if sign > 0 else 'neg'}-{base}"
+        # the elements tell apart inequivalent subgroups that share a name
+        key = f"{_safe(t.name)}-{_digest(t.elements)[:6]}-m{j}{'' if sign > 0 else 'neg'}-{base}"
         rec = store.load(key)
         if rec is None:
             r = _relax_member(parent, psym, B, j, pot, s, sign, bias_device)
