@@ -27,9 +27,13 @@ def _read(path: str, index: str):
         raise SBSInputError(f"{path}: cannot read it as a structure ({type(exc).__name__}: {exc})") from exc
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_input(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="structure file in any format ase.io reads (CIF, POSCAR, extxyz, xyz, ...)")
     p.add_argument("--index", default="-1", help="frame to read from a multi-frame file (ase.io index, default -1)")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    _add_input(p)
     p.add_argument("--symprec", type=float, default=1e-3, help="distance tolerance in Å (default 1e-3)")
     p.add_argument("--angle-tolerance", type=float, default=-1.0,
                    help="angle tolerance in degrees (default -1: spglib's own)")
@@ -50,8 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: every candidate target")
     p.add_argument("--max-l", type=int, default=4, help="largest O(3) degree l searched (default 4)")
     p = sub.add_parser("explore", help="relax along every symmetry-breaking channel and report the phases found")
-    p.add_argument("file", help="structure file in any format ase.io reads")
-    p.add_argument("--index", default="-1", help="frame to read from a multi-frame file (default -1)")
+    _add_input(p)
     p.add_argument("--calc", default="auto",
                    help="potential: auto (EMT for the metals it covers, else 7net-0), emt, 7net-0, "
                    "or a NequIP model file (.nequip.zip, .nequip.pt2, .ckpt)")
@@ -70,8 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--symprec", type=float, default=1e-3, help="distance tolerance in Å (default 1e-3)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p = sub.add_parser("check-potential", help="equivariance errors of a potential, symmetry type by type")
-    p.add_argument("file", help="structure file in any format ase.io reads")
-    p.add_argument("--index", default="-1", help="frame to read from a multi-frame file (default -1)")
+    _add_input(p)
     p.add_argument("--calc", default="auto", help="potential (as for explore)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--trials", type=int, default=4, help="random transformations per symmetry type")
