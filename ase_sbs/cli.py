@@ -131,7 +131,7 @@ def _detect(args) -> int:
 
     sym = detect_symmetry(_read(args.file, args.index), symprec=args.symprec, angle_tolerance=args.angle_tolerance)
     channels = distortion_channels(sym)
-    targets = candidate_targets(sym)
+    targets = candidate_targets(sym, channels=channels)
     if args.json != "-":
         print(describe_symmetry(sym, channels, targets))
     if args.json:
@@ -146,7 +146,7 @@ def _sbs(args) -> int:
     from .report import describe_sbs, describe_targets, write_json
     from .sbs import symmetry_breaking_set
     from .symmetry import detect_symmetry
-    from .targets import candidate_targets
+    from .targets import candidate_targets, distortion_channels
 
     sym = detect_symmetry(_read(args.file, args.index), symprec=args.symprec, angle_tolerance=args.angle_tolerance)
     quiet = args.json == "-"
@@ -158,11 +158,12 @@ def _sbs(args) -> int:
         if args.json:
             write_json({"parent": _parent(sym), **B.as_dict()}, args.json)
         return 0
-    targets = candidate_targets(sym)
+    channels = distortion_channels(sym)
+    targets = candidate_targets(sym, channels=channels)
     sets, sizes = [], {}
     for t in targets:
         try:
-            B = symmetry_breaking_set(sym, t, max_l=args.max_l)
+            B = symmetry_breaking_set(sym, t, max_l=args.max_l, channels=channels)
         except SBSInputError as exc:
             print(f"ase-sbs: warning: {t.name}: {exc}", file=sys.stderr)
             continue

@@ -375,8 +375,8 @@ def schoenflies_name(matrices: np.ndarray) -> str:
 
 
 def normalize_schoenflies(name: str) -> str:
-    aliases = {"C1h": "Cs", "S2": "Ci", "C3i": "S6", "Cs": "Cs", "Ci": "Ci", "C1v": "Cs", "D1": "C2",
-               "D1h": "C2v", "D1d": "C2h", "C1h ": "Cs", "V": "D2", "Vh": "D2h", "Vd": "D2d"}
+    aliases = {"C1h": "Cs", "S2": "Ci", "C3i": "S6", "C1v": "Cs", "D1": "C2", "D1h": "C2v", "D1d": "C2h",
+               "V": "D2", "Vh": "D2h", "Vd": "D2d"}
     return aliases.get(name, name)
 
 

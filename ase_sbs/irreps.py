@@ -77,7 +77,7 @@ def representation(irreps: str, matrices: np.ndarray) -> np.ndarray:
     return (A @ B).numpy()
 
 
-def fixed_space(D: np.ndarray, subgroup: list[int] | tuple[int, ...], tol: float = 1e-8) -> np.ndarray:
+def fixed_space(D: np.ndarray, subgroup: list[int] | tuple[int, ...]) -> np.ndarray:
     """Orthonormal basis (columns) of the subspace fixed by ``D[k]`` for k in ``subgroup``.
 
     It is the image of the projector P_K = (1/|K|) Σ_k D(k).

@@ -39,7 +39,7 @@ from .potentials import resolve_device as _device
 from .report import write_json
 from .sbs import SymmetryBreakingSet, resolve_target, symmetry_breaking_set
 from .symmetry import Symmetrizer, Symmetry, crystal_point_group_matrices, detect_symmetry, symmetrized_atoms
-from .targets import Target, candidate_targets, make_target
+from .targets import Target, candidate_targets, distortion_channels, make_target
 
 CLASSIFY_LADDER = (1e-5, 1e-4, 1e-3, 1e-2)
 
@@ -350,9 +350,9 @@ class _Store:
         write_json(data, os.path.join(self.dir, key + ".json"))
 
 
-def _resolve_targets(sym: Symmetry, targets) -> list[Target]:
+def _resolve_targets(sym: Symmetry, targets, channels) -> list[Target]:
     if isinstance(targets, str) and targets == "auto":
-        return default_targets(sym)
+        return default_targets(sym, channels)
     if isinstance(targets, str):
         targets = [t for t in targets.split(",") if t.strip()]
     out = []
@@ -362,12 +362,12 @@ def _resolve_targets(sym: Symmetry, targets) -> list[Target]:
     return out
 
 
-def default_targets(sym: Symmetry) -> list[Target]:
+def default_targets(sym: Symmetry, channels=None) -> list[Target]:
     """The maximal isotropy subgroups of each channel (Landau theory's order-parameter
     directions of highest symmetry): every target reached by a single channel that has
     no proper supergroup among that channel's targets."""
     group = sym.point_group
-    cands = [t for t in candidate_targets(sym) if t.channels]
+    cands = [t for t in candidate_targets(sym, channels=channels) if t.channels]
     out = []
     for t in cands:
         mask = sum(1 << i for i in t.elements)
@@ -400,8 +400,11 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
     s = ExploreSettings(mode=mode, cell=cell, **settings)
     s.validate()
     store = _Store(out)
-    pot = calc if isinstance(calc, Potential) else get_potential(calc, atoms.get_chemical_symbols(), device)
-    pot.check_covers(atoms.get_chemical_symbols())
+    if isinstance(calc, Potential):
+        pot = calc
+        pot.check_covers(atoms.get_chemical_symbols())
+    else:
+        pot = get_potential(calc, atoms.get_chemical_symbols(), device)
     sym0 = detect_symmetry(atoms, symprec=s.symprec)
     start = symmetrized_atoms(sym0)
     parent = _relax_parent(start, sym0, pot, s, store)
@@ -411,11 +414,12 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
             f"the parent lost symmetry while relaxing within {sym0.schoenflies} "
             f"(now {psym.schoenflies}); use a tighter symprec"
         )
-    target_list = _resolve_targets(psym, targets)
+    channels = distortion_channels(psym)
+    target_list = _resolve_targets(psym, targets, channels)
     bias_device = _device(device)
     jobs = []
     for t in target_list:
-        B = symmetry_breaking_set(psym, t, max_l=s.max_l)
+        B = symmetry_breaking_set(psym, t, max_l=s.max_l, channels=channels)
         members = range(len(B)) if s.all_variants else [0]
         # −b breaks to the same K; when it is not in B it is another domain of the order
         # parameter (e.g. elongation vs compression along one axis) and is relaxed too

@@ -156,26 +156,6 @@ def _json_default(x):
     raise TypeError(f"cannot serialise {type(x).__name__}")
 
 
-def sbs_dict(B: SymmetryBreakingSet) -> dict:
-    return B.as_dict()
-
-
-__all__ = [
-    "describe_exploration",
-    "plot_energies",
-    "write_exploration",
-    "format_table",
-    "describe_symmetry",
-    "describe_targets",
-    "describe_sbs",
-    "symmetry_dict",
-    "channel_dict",
-    "target_dict",
-    "sbs_dict",
-    "write_json",
-]
-
-
 # ----------------------------------------------------------------------------------
 # explorations
 
@@ -292,3 +272,18 @@ def write_exploration(ex, out: str) -> dict:
     write_json(data, os.path.join(out, "explore.json"))
     plot_energies(ex, os.path.join(out, "energies.png"))
     return data
+
+
+__all__ = [
+    "format_table",
+    "describe_symmetry",
+    "describe_targets",
+    "describe_sbs",
+    "describe_exploration",
+    "symmetry_dict",
+    "channel_dict",
+    "target_dict",
+    "plot_energies",
+    "write_exploration",
+    "write_json",
+]

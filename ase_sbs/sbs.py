@@ -320,7 +320,8 @@ def _choose_irreps(parent_D: dict, sym_elements: tuple, rep_elements: tuple, ord
 
 
 def symmetry_breaking_set(structure, target, max_l: int = 4, symprec: float = 1e-3,
-                          angle_tolerance: float = -1.0, seed: int = 0) -> SymmetryBreakingSet:
+                          angle_tolerance: float = -1.0, seed: int = 0,
+                          channels: list | None = None) -> SymmetryBreakingSet:
     """Build the symmetry breaking set that breaks the structure's point group S to ``target``.
 
     Args:
@@ -328,6 +329,8 @@ def symmetry_breaking_set(structure, target, max_l: int = 4, symprec: float = 1e
         target: see :func:`resolve_target`.
         max_l: largest O(3) degree l to search (objects use l <= max_l).
         seed: seed of the fixed generic vector that b is projected from.
+        channels: ``distortion_channels(sym)`` when already computed (saves the work
+            when building sets for many targets of one structure).
 
     Raises:
         SBSInputError: unknown or ambiguous target, a target that is not a proper
@@ -343,7 +346,7 @@ def symmetry_breaking_set(structure, target, max_l: int = 4, symprec: float = 1e
     rep, conj = canonical_representative(group, mask)
     rep_el = group.elements_of(rep)
     mats = sym.point_group_matrices
-    channels = distortion_channels(sym)
+    channels = distortion_channels(sym) if channels is None else channels
     reaching = [c for c in channels if rep in set(isotropy_subgroups(group, c.character))]
     parent_D = {ir: representation(ir, mats) for ir in irreps_list(max_l)}
     preferred = {

@@ -370,11 +370,13 @@ def make_target(sym: Symmetry, mask: int, channels: tuple[str, ...] = ()) -> Tar
     )
 
 
-def candidate_targets(structure, symprec: float = 1e-3, angle_tolerance: float = -1.0) -> list[Target]:
+def candidate_targets(structure, symprec: float = 1e-3, angle_tolerance: float = -1.0,
+                      channels: list[DistortionChannel] | None = None) -> list[Target]:
     """The k = 0 isotropy subgroups of the structure's distortions, up to conjugacy.
 
     Args:
         structure: an ``ase.Atoms`` or a :class:`Symmetry`.
+        channels: ``distortion_channels(sym)`` when already computed.
 
     Returns:
         One :class:`Target` per conjugacy class, largest subgroups first; each lists
@@ -382,7 +384,7 @@ def candidate_targets(structure, symprec: float = 1e-3, angle_tolerance: float =
     """
     sym = as_symmetry(structure, symprec, angle_tolerance)
     group = sym.point_group
-    channels = distortion_channels(sym)
+    channels = distortion_channels(sym) if channels is None else channels
     total_chi = sum(c.multiplicity * c.character for c in channels) if channels else np.zeros(sym.order)
     full = isotropy_subgroups(group, total_chi)
     per_channel = {c.label: set(isotropy_subgroups(group, c.character)) for c in channels}
