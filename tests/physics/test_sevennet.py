@@ -9,20 +9,8 @@ from ase.io import read
 from ase.optimize import BFGS
 
 from ase_sbs import break_symmetry
-from ase_sbs.potentials import get_potential
 
 from ..conftest import EXAMPLES
-
-
-@pytest.fixture(scope="module")
-def sevennet():
-    return get_potential("7net-0", ["Ba", "Ti", "O", "N", "H"]).calc
-
-
-@pytest.fixture(scope="module")
-def batio3_exploration(sevennet):
-    atoms = read(EXAMPLES / "BaTiO3_cubic.cif")
-    return break_symmetry(atoms, sevennet, targets="P4mm,Amm2,R3m", progress=False)
 
 
 def independent_energy(atoms, calc, direction=None):
