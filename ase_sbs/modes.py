@@ -43,7 +43,7 @@ intertwiners T_k (k = 1..m) the component becomes an m × d matrix M; its row sp
 the order-parameter direction (rank 1 for a one-direction order parameter such as
 (a, 0, 0), (a, a, 0), (a, a, a)), given as a unit vector in ``lp`` coordinates. The
 isotropy subgroup of the component is its exact stabilizer in the parent's point group
-(within a relative tolerance), named by its space-group type.
+(|ρ(s)c − c| ≤ symprec, in Å), named by its space-group type.
 """
 
 from __future__ import annotations
@@ -318,7 +318,7 @@ def _match_molecule(child: Atoms, psym: Symmetry):
     return np.eye(3, dtype=int), Q, np.zeros((3, 3)), ref, perm, u
 
 
-def match(child: Atoms, parent, symprec: float = 1e-3, max_strain: float = 0.15,
+def match(child: Atoms, parent, symprec: float = 1e-3, max_strain: float = 0.3,
           max_displacement: float | None = None) -> Match:
     """Find how ``child`` sits on ``parent`` (see module docstring).
 
@@ -538,16 +538,16 @@ def _subgroup_name(sym: Symmetry, elements) -> tuple[str, str]:
 
 
 def decompose(child: Atoms, parent, symprec: float = 1e-3, threshold: float = 1e-6,
-              isotropy_tol: float = 1e-3, channels: list[DistortionChannel] | None = None,
-              max_strain: float = 0.15, max_displacement: float | None = None) -> ModeDecomposition:
+              channels: list[DistortionChannel] | None = None,
+              max_strain: float = 0.3, max_displacement: float | None = None) -> ModeDecomposition:
     """Symmetry-mode decomposition of ``child`` relative to ``parent`` (module docstring).
 
     Args:
         child, parent: ``ase.Atoms`` (the parent may also be a :class:`Symmetry` of an
             exactly symmetric structure).
-        symprec: tolerance (Å) for the parent's and the child's symmetry.
+        symprec: tolerance (Å) for the parent's and the child's symmetry, and of the
+            stabilizers: s fixes a component c when |ρ(s)c − c| ≤ symprec.
         threshold: amplitudes (Å) above it count as present (direction, isotropy).
-        isotropy_tol: relative tolerance |ρ(s)c − c| ≤ tol·|c| of the stabilizers.
         channels: ``distortion_channels`` of the parent when already computed.
     """
     m = match(child, parent, symprec=symprec, max_strain=max_strain, max_displacement=max_displacement)
@@ -580,7 +580,7 @@ def decompose(child: Atoms, parent, symprec: float = 1e-3, threshold: float = 1e
         if amp > threshold:
             rho = _channel_rep(psym, B)
             moved = np.linalg.norm(np.einsum("gij,j->gi", rho, c) - c[None], axis=1)
-            iso = tuple(int(g) for g in np.flatnonzero(moved <= isotropy_tol * amp))
+            iso = tuple(int(g) for g in np.flatnonzero(moved <= symprec))
             stabs.append(set(iso))
             name, pg = _subgroup_name(psym, iso)
             direction, rank = _direction(c, ch, rho, mats)
@@ -628,12 +628,16 @@ def describe_modes(dec: ModeDecomposition, all_channels: bool = False) -> str:
     return "\n".join(lines)
 
 
-def summary(dec: ModeDecomposition) -> str:
-    """One line: the present channels with amplitudes and directions."""
+def summary_of_dict(data: dict, threshold: float = 1e-4) -> str:
+    """One line from :meth:`ModeDecomposition.as_dict`: the channels above ``threshold`` (Å)."""
+    if "error" in data:
+        return f"not decomposed ({data['error']})"
     out = []
-    for x in dec.nonzero():
-        s = f"{x.label} {x.amplitude_A:.4f} Å"
-        if x.direction and x.o3_irreps == "1o":
-            s += " [" + " ".join(f"{v:+.3f}" for v in x.direction) + "]"
+    for x in data["modes"]:
+        if x["amplitude_A"] <= threshold:
+            continue
+        s = f"{x['label']} {x['amplitude_A']:.4f} Å"
+        if x["direction"] and x["o3_irreps"] in ("1o", "1e"):
+            s += " [" + " ".join(f"{v:+.3f}" for v in x["direction"]) + "]"
         out.append(s)
-    return ", ".join(out) or "none"
+    return (", ".join(out) or "none") + f"; isotropy {data['isotropy_subgroup']}"
