@@ -230,7 +230,13 @@ def _match_crystal(child: Atoms, psym: Symmetry, n: int, max_strain: float):
     rare = min(set(zc.tolist()), key=lambda z: ((zc == z).sum(), z))
     a0 = int(np.flatnonzero(zc == rare)[0])
     best = None
+    # H and H W (W a rotation of the parent, fractional) give equivalent matches
+    Ws = np.unique(psym.operations.rotations_frac, axis=0)
+    seen: set = set()
     for Hr in cands:
+        if any(tuple((Hr @ W).ravel()) in seen for W in Ws):
+            continue
+        seen.add(tuple(Hr.ravel()))
         S = Hr @ Lp
         A = Lc_red.T @ np.linalg.inv(S).T
         Q, U = _polar(A)
@@ -239,7 +245,8 @@ def _match_crystal(child: Atoms, psym: Symmetry, n: int, max_strain: float):
         pidx = np.repeat(np.arange(len(parent)), len(T))
         fr = ((fp[:, None, :] + T[None]).reshape(-1, 3)) @ np.linalg.inv(Hr)
         zr = parent.numbers[pidx]
-        for b in np.flatnonzero(zr == rare):
+        # origins differing by a parent lattice vector are equivalent: one copy per parent atom
+        for b in np.flatnonzero((zr == rare) & (np.arange(len(zr)) % len(T) == 0)):
             shift = fc_red[a0] - fr[b]
             for _ in range(2):
                 perm, disp = _assign(fc_red, fr + shift, zc, zr, S)
