@@ -63,6 +63,8 @@ class SymmetryLevel:
         distance_A: d(G) (Å per parent cell); displacement_A and strain: its parts
             (|(1 − P_G) u|/√n in Å, ‖(1 − P_G) ε‖_F dimensionless).
         own: True for the structure's own group at ``symprec``.
+        nearest: True when no conjugate subgroup (same type, other orientation or
+            origin) in the table is closer.
     """
 
     name: str
@@ -73,9 +75,11 @@ class SymmetryLevel:
     displacement_A: float
     strain: float
     own: bool = False
+    nearest: bool = True
 
     def as_dict(self) -> dict:
         return {"group": self.name, "point_group": self.point_group, "order": self.order, "own": self.own,
+                "nearest_of_its_type": self.nearest,
                 "distance_A": self.distance_A, "displacement_A": self.displacement_A, "strain": self.strain}
 
 
@@ -269,21 +273,32 @@ def symmetry_levels(atoms: Atoms, parent: Atoms | None = None, symprec: float = 
         name = _spacegroup_name(top, own) if top.periodic else t.schoenflies
         levels.append(SymmetryLevel(name or t.name, t.schoenflies, len(el), el, d, du, de, own=True))
     supers = [m for m in group.subgroups if m & k0_mask == k0_mask]
-    for mask in sorted(supers, key=lambda m: (bin(m).count("1"), m)):
+    found = []
+    for mask in supers:
         el = tuple(bits(mask))
         idx = np.flatnonzero(np.isin(ops.point_index, el))
+        if levels and len(idx) == len(own):
+            continue  # the own group already is this one
         d, du, de = distance(idx)
-        t = make_target(top, mask)
-        levels.append(SymmetryLevel(t.name, t.schoenflies, len(el), el, d, du, de))
+        found.append((min(group.conjugates(mask)), make_target(top, mask), el, d, du, de))
+    nearest = {}
+    for key, *_, d, _du, _de in found:
+        nearest[key] = min(nearest.get(key, np.inf), d)
+    for key, t, el, d, du, de in found:
+        levels.append(SymmetryLevel(t.name, t.schoenflies, len(el), el, d, du, de,
+                                    nearest=bool(d <= nearest[key] + 1e-12)))
+    levels.sort(key=lambda lv: (not lv.own, lv.order, round(lv.distance_A, 9), lv.name))
     return SymmetryLevels(formula=atoms.get_chemical_formula(), reference=reference, top=top, levels=levels,
                           n_cells=n, strain_length_A=float(ell))
 
 
-def describe_levels(res: SymmetryLevels) -> str:
+def describe_levels(res: SymmetryLevels, all_conjugates: bool = False) -> str:
+    """Table of the levels (by default only the nearest subgroup of each type)."""
     from .report import format_table
 
     rows = [[lv.name + ("  (own, at symprec)" if lv.own else ""), lv.point_group, lv.order,
-             f"{lv.distance_A:.6f}", f"{lv.displacement_A:.6f}", f"{lv.strain:.6f}"] for lv in res.levels]
+             f"{lv.distance_A:.6f}", f"{lv.displacement_A:.6f}", f"{lv.strain:.6f}"]
+            for lv in res.levels if all_conjugates or lv.nearest]
     head = [f"structure     {res.formula}", f"reference     {res.reference}",
             f"top group     {res.top.name()}",
             f"distance      per parent cell: sqrt(|(1-P_G)u|^2/n + l^2 |(1-P_G)eps|^2), n = {res.n_cells}, "
