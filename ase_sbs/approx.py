@@ -49,7 +49,7 @@ from .groups import bits
 from .symmetry import Symmetry, detect_symmetry, quiet_c_stderr
 from .targets import make_target
 
-LADDER = (1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.2, 0.3, 0.5)
+LADDER = (1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ def _closed(top: Symmetry, idx: np.ndarray) -> bool:
 
 
 def symmetry_levels(atoms: Atoms, parent: Atoms | None = None, symprec: float = 1e-3,
-                    max_symprec: float = 0.3, parent_symprec: float = 1e-3) -> SymmetryLevels:
+                    max_symprec: float = 0.5, parent_symprec: float = 1e-3) -> SymmetryLevels:
     """Distances (Å) from ``atoms`` to its own group and every supergroup up to the top.
 
     Args:

@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input(p)
     p.add_argument("--parent", help="high-symmetry parent structure file (the top group and the reference)")
     p.add_argument("--symprec", type=float, default=1e-3, help="tolerance of the structure's own group (Å)")
-    p.add_argument("--max-symprec", type=float, default=0.3,
-                   help="largest tolerance tried for the top group without --parent (Å, default 0.3)")
+    p.add_argument("--max-symprec", type=float, default=0.5,
+                   help="largest tolerance tried for the top group without --parent (Å, default 0.5)")
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON ('-' for stdout only)")
     return parser
 
