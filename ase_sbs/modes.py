@@ -627,7 +627,7 @@ def describe_modes(dec: ModeDecomposition, all_channels: bool = False) -> str:
     for x in dec.modes:
         if not all_channels and x.amplitude_A <= dec.threshold_A:
             continue
-        direction = ("[" + " ".join(f"{v:+.4f}" for v in x.direction) + "]") if x.direction else "-"
+        direction = ("[" + " ".join(f"{round(v, 4) + 0.0:+.4f}" for v in x.direction) + "]") if x.direction else "-"
         rows.append([x.label, f"{x.amplitude_A:.6f}", f"{x.displacement_A:.6f}", f"{x.strain:.6f}",
                      x.o3_irreps, direction, x.isotropy_name])
     lines.append(format_table(["channel", "amplitude (Å)", "displacement (Å)", "strain", "O(3)",
@@ -645,6 +645,6 @@ def summary_of_dict(data: dict, threshold: float = 1e-4) -> str:
             continue
         s = f"{x['label']} {x['amplitude_A']:.4f} Å"
         if x["direction"] and x["o3_irreps"] in ("1o", "1e"):
-            s += " [" + " ".join(f"{v:+.3f}" for v in x["direction"]) + "]"
+            s += " [" + " ".join(f"{round(v, 3) + 0.0:+.3f}" for v in x["direction"]) + "]"
         out.append(s)
     return (", ".join(out) or "none") + f"; isotropy {data['isotropy_subgroup']}"
