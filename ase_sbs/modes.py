@@ -61,6 +61,7 @@ from .symmetry import Symmetry, detect_symmetry, symmetrized_atoms
 from .targets import STRAIN_BASIS, DistortionChannel, _operation_matrix, distortion_channels, make_target
 
 BEYOND_K0 = "beyond k=0"
+RIGID_RESIDUAL = "rigid motion"  # molecules: what superposition leaves of rotations (second order)
 
 
 # ----------------------------------------------------------------------------------
@@ -148,11 +149,15 @@ def _lattice_candidates(Lp: np.ndarray, Lc: np.ndarray, n: int, max_strain: floa
         return []
     a, b, c = rows
     cross = np.cross(b[:, None, :], c[None, :, :])  # (nb, nc, 3)
-    det = np.einsum("ak,bck->abc", a, cross)
-    ia, ib, ic = np.nonzero(np.abs(np.abs(det) - n) < 0.5)
-    if len(ia) == 0:
+    hits = []
+    chunk = max(1, 2_000_000 // max(cross.shape[0] * cross.shape[1], 1))
+    for start in range(0, len(a), chunk):  # bounded memory for large supercells
+        det = np.einsum("ak,bck->abc", a[start:start + chunk], cross)
+        ia, ib, ic = np.nonzero(np.abs(np.abs(det) - n) < 0.5)
+        hits.append(np.stack([a[start + ia], b[ib], c[ic]], axis=1))
+    H = np.concatenate(hits)  # (k, 3, 3)
+    if len(H) == 0:
         return []
-    H = np.stack([a[ia], b[ib], c[ic]], axis=1)  # (k, 3, 3)
     S = H @ Lp
     A = np.einsum("ij,kjl->kil", Lc.T, np.linalg.inv(S).transpose(0, 2, 1))
     s = np.linalg.svd(A, compute_uv=False)
@@ -293,9 +298,13 @@ def _match_molecule(child: Atoms, psym: Symmetry):
     if fp is None:
         raise SBSInputError("the parent molecule is linear or a single atom; it has no finite point group")
     best = None
-    for ci in np.flatnonzero(zc == zp[pi]):
-        for cj in np.flatnonzero(zc == zp[pj]):
-            if ci == cj:
+    radius_c = np.linalg.norm(rc, axis=1)
+    radius_p = np.linalg.norm(rp, axis=1)
+    dp = np.linalg.norm(rp[pi] - rp[pj])
+    slack = 0.5 * _shortest_distance(parent)
+    for ci in np.flatnonzero((zc == zp[pi]) & (np.abs(radius_c - radius_p[pi]) <= slack)):
+        for cj in np.flatnonzero((zc == zp[pj]) & (np.abs(radius_c - radius_p[pj]) <= slack)):
+            if ci == cj or abs(np.linalg.norm(rc[ci] - rc[cj]) - dp) > 2 * slack:
                 continue
             for F in _pair_frames(rc, zc, [(ci, cj)]):
                 for hand in (1.0, -1.0):
@@ -434,7 +443,9 @@ class ModeAmplitude:
 class ModeDecomposition:
     """The distortion of a child relative to its parent, channel by channel.
 
-    ``total_A`` = sqrt(Σ amplitude²) over ``modes`` (beyond-k=0 entry included);
+    ``total_A`` = sqrt(Σ amplitude²) over ``modes`` (beyond-k=0 entry included; for
+    molecules the ``rigid motion`` entry, what superposition leaves of a rigid rotation
+    at second order, is listed but not counted);
     ``breaking_A`` leaves out the identity channel (the symmetric part: volume, free
     Wyckoff coordinates): it is the distance to the parent's group.
     """
@@ -593,9 +604,10 @@ def decompose(child: Atoms, parent, symprec: float = 1e-3, threshold: float = 1e
             direction, rank = _direction(c, ch, rho, mats)
         modes.append(ModeAmplitude(ch.label, amp, disp, strain, ch.o3_irreps, direction, rank, iso, name, pg))
     beyond = float(np.sqrt(np.linalg.norm(w - covered) ** 2 + (residual**2).sum() / m.n_cells))
-    modes.append(ModeAmplitude(BEYOND_K0, beyond, beyond, 0.0))
+    modes.append(ModeAmplitude(BEYOND_K0 if psym.periodic else RIGID_RESIDUAL, beyond, beyond, 0.0))
     modes.sort(key=lambda x: -x.amplitude_A)
-    total = float(np.sqrt(sum(x.amplitude_A**2 for x in modes)))
+    # a molecule's leftover rigid motion is reported but is no distortion
+    total = float(np.sqrt(sum(x.amplitude_A**2 for x in modes if x.label != RIGID_RESIDUAL)))
     ident = sum(x.amplitude_A**2 for x in modes if x.label in {c.label for c in chans if _is_identity(c)})
     breaking = float(np.sqrt(max(total**2 - ident, 0.0)))
     whole = set(range(psym.order)).intersection(*stabs) if stabs else set(range(psym.order))
@@ -614,13 +626,15 @@ def describe_modes(dec: ModeDecomposition, all_channels: bool = False) -> str:
     from .report import format_table
 
     m = dec.match
+    crystal = m.parent.periodic
     lines = [
         f"parent        {m.parent.name()}",
         f"child         {dec.child_symmetry}",
-        f"cells         {m.n_cells} parent cell(s) in the child's cell, H = {m.supercell.tolist()}",
-        f"total         {dec.total_A:.6f} Å per parent cell; symmetry-breaking part {dec.breaking_A:.6f} Å",
+        *([f"cells         {m.n_cells} parent cell(s) in the child's cell, H = {m.supercell.tolist()}"] if crystal else []),
+        f"total         {dec.total_A:.6f} Å{' per parent cell' if crystal else ''}; "
+        f"symmetry-breaking part {dec.breaking_A:.6f} Å",
         f"isotropy      {dec.isotropy_name} ({dec.isotropy_point_group}) = stabilizer of the whole distortion",
-        f"strain length ℓ = {m.strain_length:.4f} Å (strain counts as ℓ·‖ε‖)",
+        *([f"strain length ℓ = {m.strain_length:.4f} Å (strain counts as ℓ·‖ε‖)"] if crystal else []),
         "",
     ]
     rows = []
