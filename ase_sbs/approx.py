@@ -216,7 +216,7 @@ def symmetry_levels(atoms: Atoms, parent: Atoms | None = None, symprec: float = 
         symprec: tolerance (Å) of the structure's own group.
         max_symprec: largest tolerance tried for the top group when no parent is given.
     """
-    from .modes import match, strain_length
+    from .modes import match
 
     if parent is not None:
         m = match(atoms, parent, symprec=parent_symprec)

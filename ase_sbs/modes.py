@@ -49,7 +49,7 @@ isotropy subgroup of the component is its exact stabilizer in the parent's point
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
@@ -114,11 +114,16 @@ def _composition(atoms: Atoms) -> dict[int, int]:
 def _check_species(child: Atoms, parent: Atoms) -> int:
     cc, cp = _composition(child), _composition(parent)
     ratio = len(child) / len(parent)
-    if set(cc) != set(cp) or any(cc[z] != ratio * cp[z] for z in cp) or ratio != int(ratio):
+    if set(cc) != set(cp) or any(abs(cc[z] - ratio * cp[z]) > 1e-9 for z in cp):
         raise SBSInputError(
-            f"species mismatch: the child {child.get_chemical_formula()} ({len(child)} atoms) is not "
-            f"n copies of the parent {parent.get_chemical_formula()} ({len(parent)} atoms); give the "
-            "parent of this structure (same elements, in the same proportions)"
+            f"species mismatch: the child {child.get_chemical_formula()} ({len(child)} atoms) and the "
+            f"parent {parent.get_chemical_formula()} ({len(parent)} atoms) do not hold the same elements "
+            "in the same proportions; give the parent of this structure"
+        )
+    if ratio != int(ratio):
+        raise SBSInputError(
+            f"the child's cell is not a sublattice match: its {len(child)} atoms are not a whole number of "
+            f"parent cells ({len(parent)} atoms); give the parent in its primitive cell"
         )
     if bool(child.pbc.all()) != bool(parent.pbc.all()):
         raise SBSInputError("the child and the parent must both be crystals (pbc all True) or both molecules")
@@ -458,7 +463,6 @@ class ModeDecomposition:
     isotropy_point_group: str | None
     child_symmetry: str
     threshold_A: float
-    extra: dict = field(default_factory=dict)
 
     def mode(self, label: str) -> ModeAmplitude:
         return next(m for m in self.modes if m.label == label)
@@ -547,7 +551,7 @@ def _direction(c: np.ndarray, ch: DistortionChannel, rho: np.ndarray, mats: np.n
     rank = int((s > 1e-3 * s[0]).sum())
     v = E @ vt[0]
     v = v * np.sign(v[np.argmax(np.abs(v))]) + 0.0
-    return tuple(float(x) for x in np.round(v, 12)), rank
+    return tuple(float(x) for x in np.round(v, 12) + 0.0), rank
 
 
 def _subgroup_name(sym: Symmetry, elements) -> tuple[str, str]:

@@ -193,7 +193,7 @@ def describe_exploration(ex) -> str:
         if decomposed:
             from .modes import summary_of_dict
 
-            lines += ["", "symmetry modes (amplitudes per parent cell, order-parameter direction)"]
+            lines += ["", "symmetry modes against the parent (amplitude, order-parameter direction; isotropy subgroup)"]
             lines += [f"  {name}: {summary_of_dict(m)}" for name, m in decomposed]
     else:
         lines.append("phases        none: no relaxation left the parent's symmetry")

@@ -45,6 +45,19 @@ def test_polar_phase_is_the_polar_channel_plus_allowed_secondary_channels(batio3
     assert dec.total_A == pytest.approx(np.sqrt(sum(m.amplitude_A**2 for m in dec.modes)), abs=1e-12)
 
 
+def test_explore_json_carries_each_phase_decomposition(batio3_exploration, tmp_path):
+    import json
+
+    from ase_sbs.report import write_json
+
+    write_json(batio3_exploration.as_dict(), str(tmp_path / "explore.json"))
+    data = json.loads((tmp_path / "explore.json").read_text())
+    for ph in data["phases"]:
+        labels = [m["label"] for m in ph["modes"]["modes"]]
+        assert "T1u" in labels and ph["modes"]["isotropy_subgroup"].startswith(ph["spacegroup_symbol"] + " ")
+        assert ph["modes"]["breaking_A"] <= ph["modes"]["total_A"]
+
+
 def test_tetragonal_phase_symmetry_levels(batio3_exploration):
     ex = batio3_exploration
     ph = phase(ex, "P4mm")
