@@ -123,6 +123,9 @@ def test_bad_input_gives_clear_errors(batio3, tmp_path, capsys):
         assert main(["modes", str(path), "--parent", str(parent_file)]) == 2
         err = capsys.readouterr().err.strip()
         assert phrase in err and "\n" not in err and "Traceback" not in err
+    # a parent cell larger than the child's cannot be a sublattice of it
+    with pytest.raises(SBSInputError, match="not a sublattice match"):
+        decompose(batio3, batio3.repeat((2, 1, 1)))
 
 
 def test_modes_cli_table_and_json(batio3, tmp_path, capsys):
