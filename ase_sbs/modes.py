@@ -452,7 +452,10 @@ class ModeDecomposition:
     molecules the ``rigid motion`` entry, what superposition leaves of a rigid rotation
     at second order, is listed but not counted);
     ``breaking_A`` leaves out the identity channel (the symmetric part: volume, free
-    Wyckoff coordinates): it is the distance to the parent's group.
+    Wyckoff coordinates): it is the distance to the parent's group. ``isotropy_name``
+    is the stabilizer of the k = 0 part (the intersection of the channels' isotropy
+    subgroups); a child whose distortion lies beyond k = 0 has lower symmetry
+    (``child_symmetry``).
     """
 
     match: Match
@@ -637,7 +640,7 @@ def describe_modes(dec: ModeDecomposition, all_channels: bool = False) -> str:
         *([f"cells         {m.n_cells} parent cell(s) in the child's cell, H = {m.supercell.tolist()}"] if crystal else []),
         f"total         {dec.total_A:.6f} Å{' per parent cell' if crystal else ''}; "
         f"symmetry-breaking part {dec.breaking_A:.6f} Å",
-        f"isotropy      {dec.isotropy_name} ({dec.isotropy_point_group}) = stabilizer of the whole distortion",
+        f"isotropy      {dec.isotropy_name} ({dec.isotropy_point_group}) = stabilizer of the k = 0 distortion",
         *([f"strain length ℓ = {m.strain_length:.4f} Å (strain counts as ℓ·‖ε‖)"] if crystal else []),
         "",
     ]
