@@ -55,7 +55,7 @@ import numpy as np
 from ase import Atoms
 
 from .errors import SBSInputError
-from .groups import mask_of
+from .groups import bits, mask_of
 from .irreps import representation
 from .symmetry import Symmetry, detect_symmetry, symmetrized_atoms
 from .targets import STRAIN_BASIS, DistortionChannel, _operation_matrix, distortion_channels, make_target
@@ -605,7 +605,9 @@ def decompose(child: Atoms, parent, symprec: float = 1e-3, threshold: float = 1e
         if amp > threshold:
             rho = _channel_rep(psym, B)
             moved = np.linalg.norm(np.einsum("gij,j->gi", rho, c) - c[None], axis=1)
-            iso = tuple(int(g) for g in np.flatnonzero(moved <= symprec))
+            near = np.flatnonzero(moved <= symprec)
+            # a tolerance can leave a set that is not closed: take the group it generates
+            iso = tuple(bits(psym.point_group.generate(near.tolist())))
             stabs.append(set(iso))
             name, pg = _subgroup_name(psym, iso)
             direction, rank = _direction(c, ch, rho, mats)
