@@ -273,17 +273,15 @@ def _match_crystal(child: Atoms, psym: Symmetry, n: int, max_strain: float):
     return H, Q, eps, ref, pidx[perm], u
 
 
-def _pair_frames(pos: np.ndarray, numbers: np.ndarray, pairs) -> list[np.ndarray]:
-    frames = []
-    for i, j in pairs:
-        a, b = pos[i], pos[j]
-        if np.linalg.norm(np.cross(a, b)) < 1e-3 * max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12):
-            continue
-        e1 = a / np.linalg.norm(a)
-        e2 = b - (b @ e1) * e1
-        e2 /= np.linalg.norm(e2)
-        frames.append(np.stack([e1, e2, np.cross(e1, e2)], axis=1))
-    return frames
+def _pair_frame(pos: np.ndarray, i: int, j: int) -> np.ndarray | None:
+    """Orthonormal frame (columns) from positions i and j (relative to the centroid)."""
+    a, b = pos[i], pos[j]
+    if np.linalg.norm(np.cross(a, b)) < 1e-3 * max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12):
+        return None
+    e1 = a / np.linalg.norm(a)
+    e2 = b - (b @ e1) * e1
+    e2 /= np.linalg.norm(e2)
+    return np.stack([e1, e2, np.cross(e1, e2)], axis=1)
 
 
 def _match_molecule(child: Atoms, psym: Symmetry):
@@ -296,9 +294,9 @@ def _match_molecule(child: Atoms, psym: Symmetry):
     far = [i for i in np.argsort(-np.linalg.norm(rp, axis=1)) if np.linalg.norm(rp[i]) > 1e-3]
     fp = None
     for i, j in itertools.permutations(far[:6], 2):
-        f = _pair_frames(rp, zp, [(i, j)])
-        if f:
-            fp, (pi, pj) = f[0], (i, j)
+        fp = _pair_frame(rp, i, j)
+        if fp is not None:
+            pi, pj = i, j
             break
     if fp is None:
         raise SBSInputError("the parent molecule is linear or a single atom; it has no finite point group")
@@ -311,7 +309,8 @@ def _match_molecule(child: Atoms, psym: Symmetry):
         for cj in np.flatnonzero((zc == zp[pj]) & (np.abs(radius_c - radius_p[pj]) <= slack)):
             if ci == cj or abs(np.linalg.norm(rc[ci] - rc[cj]) - dp) > 2 * slack:
                 continue
-            for F in _pair_frames(rc, zc, [(ci, cj)]):
+            F = _pair_frame(rc, ci, cj)
+            if F is not None:
                 for hand in (1.0, -1.0):
                     Fc = F * np.array([1.0, 1.0, hand])
                     Q = Fc @ fp.T  # parent -> child axes
@@ -333,7 +332,8 @@ def _match_molecule(child: Atoms, psym: Symmetry):
                     if best is None or score < best[0] - 1e-12:
                         best = (score, Q, perm, u)
     if best is None:
-        raise SBSInputError("no atom pair of the child matches the parent's species; is it the same molecule?")
+        raise SBSInputError("the child is not a distortion of the parent: no pair of its atoms lies like a pair "
+                            "of the parent's within half the shortest interatomic distance")
     _, Q, perm, u = best
     ref = Atoms(numbers=zc, positions=rp[perm] + child.positions.mean(axis=0) @ Q, pbc=False)
     return np.eye(3, dtype=int), Q, np.zeros((3, 3)), ref, perm, u
