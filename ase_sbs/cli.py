@@ -1,5 +1,6 @@
-"""Command line: ``ase-sbs detect FILE``, ``ase-sbs sbs FILE [--target T]`` and
-``ase-sbs explore FILE [--calc NAME] ...``.
+"""Command line: ``ase-sbs detect FILE``, ``ase-sbs sbs FILE [--target T]``,
+``ase-sbs explore FILE [--calc NAME] ...``, ``ase-sbs check-potential FILE``,
+``ase-sbs modes CHILD --parent PARENT`` and ``ase-sbs symmetry-levels FILE [--parent PARENT]``.
 
 Tables go to stdout; ``--json OUT`` writes the same content as JSON (``-`` for stdout,
 in which case the table is not printed). Bad input exits with status 2 and one line
@@ -80,7 +81,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=1e-6, help="flag errors above this (eV, eV/Å)")
     p.add_argument("--symprec", type=float, default=1e-3, help="tolerance for the structure's own group (Å)")
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON ('-' for stdout only)")
+    p = sub.add_parser("modes", help="decompose a distorted structure into its parent's symmetry-adapted channels")
+    _add_input(p)
+    p.add_argument("--parent", required=True, help="the high-symmetry parent structure file")
+    p.add_argument("--symprec", type=float, default=1e-3, help="tolerance for the parent's and child's symmetry (Å)")
+    p.add_argument("--threshold", type=float, default=1e-6, help="amplitudes above this count as present (Å)")
+    p.add_argument("--all", action="store_true", help="list every channel, also those below the threshold")
+    p.add_argument("--json", metavar="OUT", help="also write the result as JSON ('-' for stdout only)")
+    p = sub.add_parser("symmetry-levels", help="distance (Å) from a structure to its own group and each supergroup")
+    _add_input(p)
+    p.add_argument("--parent", help="high-symmetry parent structure file (the top group and the reference)")
+    p.add_argument("--symprec", type=float, default=1e-3, help="tolerance of the structure's own group (Å)")
+    p.add_argument("--max-symprec", type=float, default=0.5,
+                   help="largest tolerance tried for the top group without --parent (Å, default 0.5)")
+    p.add_argument("--json", metavar="OUT", help="also write the result as JSON ('-' for stdout only)")
     return parser
+
+
+def _modes(args) -> int:
+    from .modes import decompose, describe_modes
+    from .report import write_json
+
+    child = _read(args.file, args.index)
+    parent = _read(args.parent, "-1")
+    dec = decompose(child, parent, symprec=args.symprec, threshold=args.threshold)
+    if args.json != "-":
+        print(describe_modes(dec, all_channels=args.all))
+    if args.json:
+        write_json(dec.as_dict(), args.json)
+    return 0
+
+
+def _symmetry_levels(args) -> int:
+    from .approx import describe_levels, symmetry_levels
+    from .report import write_json
+
+    atoms = _read(args.file, args.index)
+    parent = _read(args.parent, "-1") if args.parent else None
+    res = symmetry_levels(atoms, parent, symprec=args.symprec, max_symprec=args.max_symprec)
+    if args.json != "-":
+        print(describe_levels(res))
+    if args.json:
+        write_json(res.as_dict(), args.json)
+    return 0
 
 
 def _check_potential(args) -> int:
@@ -191,7 +234,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        commands = {"detect": _detect, "sbs": _sbs, "explore": _explore, "check-potential": _check_potential}
+        commands = {"detect": _detect, "sbs": _sbs, "explore": _explore, "check-potential": _check_potential,
+                    "modes": _modes, "symmetry-levels": _symmetry_levels}
         return commands[args.command](args)
     except SBSInputError as exc:
         print(f"ase-sbs: error: {exc}", file=sys.stderr)

@@ -126,6 +126,7 @@ class Phase:
     atoms: Atoms = field(repr=False)
     variants: list = field(default_factory=list, repr=False)
     structure_file: str | None = None
+    modes: dict | None = None  # symmetry-mode decomposition against the parent (ase_sbs.modes)
 
     @property
     def name(self) -> str:
@@ -203,6 +204,7 @@ class Exploration:
                     "max_displacement_A": ph.max_displacement_A,
                     "steps": ph.steps,
                     "structure_file": ph.structure_file,
+                    "modes": ph.modes,
                 }
                 for ph in self.phases
             ],
@@ -442,7 +444,19 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
         bar.update(1)
     bar.close()
     phases = _phases(parent, psym, relaxations, s)
+    _attach_modes(phases, psym, channels)
     return Exploration(parent=parent, phases=phases, relaxations=relaxations, potential=pot.name, settings=s)
+
+
+def _attach_modes(phases: list[Phase], psym: Symmetry, channels) -> None:
+    """Each phase's symmetry-mode decomposition against the parent (:mod:`ase_sbs.modes`)."""
+    from .modes import decompose
+
+    for ph in phases:
+        try:
+            ph.modes = decompose(ph.atoms, psym, symprec=psym.symprec, channels=channels, max_strain=0.5).as_dict()
+        except SBSInputError as exc:
+            ph.modes = {"error": str(exc)}
 
 
 def _symmetry_noise(pot: Potential, atoms: Atoms, s: ExploreSettings) -> float:

@@ -189,6 +189,12 @@ def describe_exploration(ex) -> str:
         lines.append(format_table(
             ["phase", "PG", "ΔE meV/atom", "ΔE meV/f.u.", "variants", "spontaneous", "irreps", "from targets",
              "a b c (Å)", "max disp (Å)"], rows))
+        decomposed = [(ph.name, ph.modes) for ph in ex.phases if ph.modes]
+        if decomposed:
+            from .modes import summary_of_dict
+
+            lines += ["", "symmetry modes against the parent (amplitude, order-parameter direction; isotropy subgroup)"]
+            lines += [f"  {name}: {summary_of_dict(m)}" for name, m in decomposed]
     else:
         lines.append("phases        none: no relaxation left the parent's symmetry")
     other = [r for r in ex.relaxations if r.status != "broken"]
