@@ -531,6 +531,8 @@ def isotropy_subgroups(sg: SupercellGroup, channel: SupercellChannel, max_fixed_
             for F in base:
                 if S.shape[1] <= 1:
                     break
+                if np.abs(F @ (F.T @ S) - S).max() < 1e-8:
+                    continue  # S ⊆ F
                 I = _intersect(S, F)
                 if I.shape[1] == 0 or I.shape[1] == S.shape[1]:
                     continue
@@ -582,3 +584,96 @@ def _intersect(S: np.ndarray, F: np.ndarray) -> np.ndarray:
     X = S @ N[: S.shape[1]]
     u, s, _ = np.linalg.svd(X, full_matrices=False)
     return u[:, s > 1e-8]
+
+
+# ----------------------------------------------------------------------------------
+# per-atom symmetry-breaking objects
+
+
+def _strain_2e(eps: np.ndarray) -> np.ndarray:
+    """The l = 2 (traceless) part of a symmetric 3x3 tensor in e3nn's ``2e`` basis."""
+    import torch
+    from e3nn import o3
+
+    from .irreps import float64_default
+
+    with float64_default():
+        ct = o3.CartesianTensor("ij=ji")
+        v = ct.from_cartesian(torch.as_tensor(eps, dtype=torch.float64)).numpy()
+    return v[1:]  # ct is 0e + 2e
+
+
+@dataclass(frozen=True, eq=False)
+class PerAtomSBS:
+    """B = G·b for per-atom objects b (N, dim) with Stab_G(b) = K exactly.
+
+    Attributes:
+        group: the :class:`SupercellGroup`.
+        target: the isotropy subgroup K.
+        irreps: e3nn irreps of each atom's object (``1o``, ``2e`` or ``1o+2e``).
+        objects: (|B|, N, dim); member 0 is b.
+        coset_representatives: g_j with b_j = g_j·b.
+        stabilizers: Stab_G(b_j) = g_j K g_j⁻¹ as element indices.
+    """
+
+    group: SupercellGroup
+    target: IsotropySubgroup
+    irreps: str
+    objects: np.ndarray
+    coset_representatives: tuple[int, ...]
+    stabilizers: tuple[tuple[int, ...], ...]
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    @cached_property
+    def D(self) -> np.ndarray:
+        from .irreps import representation
+
+        return representation(self.irreps, self.group.rotations)
+
+    def act(self, g: int, b: np.ndarray) -> np.ndarray:
+        return self.group.act(g, b, self.D[g])
+
+    def stabilizer_of(self, b: np.ndarray, tol: float = TOL) -> tuple[int, ...]:
+        return tuple(g for g in range(self.group.order) if np.abs(self.act(g, b) - b).max() < tol)
+
+    def contains(self, b: np.ndarray, tol: float = TOL) -> bool:
+        return bool((np.abs(self.objects - b[None]).max(axis=(1, 2)) < tol).any())
+
+
+def per_atom_sbs(sg: SupercellGroup, target: IsotropySubgroup, seed: int = 0) -> PerAtomSBS:
+    """The per-atom SBS of ``target``: b from a generic vector of V^K (module docstring)."""
+    n = len(sg.atoms)
+    rng = np.random.default_rng(seed)
+    u = target.fixed_space @ rng.standard_normal(target.fixed_dimension)
+    u /= np.linalg.norm(u)
+    first = u[np.flatnonzero(np.abs(u) > 1e-6)[0]]
+    u *= np.sign(first)
+    disp = u[: 3 * n].reshape(n, 3)
+    eps = np.einsum("k,kij->ij", u[3 * n:], STRAIN_BASIS)
+    parts, names = [], []
+    if np.abs(disp).max() > 1e-8:
+        parts.append(disp)
+        names.append("1o")
+    if np.abs(eps - np.trace(eps) / 3 * np.eye(3)).max() > 1e-8:
+        parts.append(np.repeat(_strain_2e(eps)[None], n, axis=0))
+        names.append("2e")
+    if not parts:
+        raise SBSInputError(f"{target.name}: its order parameter is a pure volume change; nothing to break")
+    b = np.concatenate(parts, axis=1)
+    irreps = "+".join(names)
+    sbs = PerAtomSBS(sg, target, irreps, b[None], (0,), ())
+    stab = sbs.stabilizer_of(b)
+    if mask_of(stab) != target.mask:
+        raise AssertionError(f"per-atom object for {target.name} has the wrong stabilizer")
+    objects, cosets = [], []
+    for g in range(sg.order):
+        v = sbs.act(g, b)
+        if not any(np.abs(v - o).max() < TOL for o in objects):
+            objects.append(v)
+            cosets.append(g)
+    objects = np.array(objects)
+    group = sg.group
+    stabs = tuple(bits(group.conjugate(target.mask, g)) for g in cosets)
+    return PerAtomSBS(sg, target, irreps, objects, tuple(cosets), tuple(tuple(s) for s in stabs))
