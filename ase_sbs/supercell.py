@@ -55,7 +55,7 @@ from .symmetry import Symmetry, _permutation, detect_symmetry, quiet_c_stderr, s
 from .targets import STRAIN_BASIS
 
 # |G| · D³ (D = 3 N + 6) above this is refused before any long computation
-MAX_WORK = 4e10
+MAX_WORK = 1.5e10
 TOL = 1e-6
 
 
@@ -184,11 +184,14 @@ def check_size(parent: Symmetry, matrix) -> None:
     while work_estimate(parent, np.eye(3, dtype=int) * (n + 1)) <= MAX_WORK:
         n += 1
     cells = round(abs(np.linalg.det(P)))
+    most = 1
+    while work_estimate(parent, np.diag([most + 1, 1, 1])) <= MAX_WORK:
+        most += 1
     raise SBSInputError(
         f"supercell {P.tolist()} ({cells} cells, {3 * len(parent.atoms) * cells + 6} distortion coordinates, "
         f"|G| = {len(parent.operations) * cells}) is too large for the isotypic decomposition; "
         f"the largest n×n×n supercell that works for this {len(parent.atoms)}-atom cell is {n}×{n}×{n} "
-        f"(at most {int(MAX_WORK // (len(parent.operations) * (3 * len(parent.atoms) + 1) ** 3))} cells)"
+        f"(at most {most} cells)"
     )
 
 
@@ -377,8 +380,8 @@ def distortion_channels(sg: SupercellGroup, seed: int = 0) -> list[SupercellChan
     M = rng.standard_normal((dim, dim))
     M = Pt @ (M + M.T) @ Pt
     A = np.zeros((dim, dim))
-    mats = [sg.matrix_of(g) for g in range(sg.order)]
-    for Dg in mats:
+    for g in range(sg.order):
+        Dg = sg.matrix_of(g)
         A += Dg @ M @ Dg.T
     A /= sg.order
     w, v = np.linalg.eigh((A + A.T) / 2)
@@ -394,7 +397,7 @@ def distortion_channels(sg: SupercellGroup, seed: int = 0) -> list[SupercellChan
         V = v[:, blk]
         if np.linalg.norm(trans.T @ V) > 0.5:  # the uniform translations
             continue
-        chi = np.array([np.trace(V.T @ Dg @ V) for Dg in mats])
+        chi = np.einsum("ij,gij->g", V, np.stack([_act_cols(sg, g, V) for g in range(sg.order)]))
         pieces.append((V, chi))
     groups: list[list] = []
     for V, chi in pieces:

@@ -319,7 +319,7 @@ def explore_supercell(atoms: Atoms, calc="auto", supercell=None, kpoint=None, ta
                       cell: str = "full", device: str = "cpu", symprec: float = 1e-3, seed_force: float = 0.05,
                       anneal=(0.3, 0.1), fmax: float = 0.01, release_fmax: float = 5e-4, max_steps: int = 400,
                       energy_tol: float = 1e-4, curvature_step: float = 0.01, max_fixed_dim: int = 1,
-                      progress: bool = False, **_ignored) -> SupercellExploration:
+                      progress: bool = False, out: str | None = None, **_ignored) -> SupercellExploration:
     """Run the protocol on a supercell (see module docstring).
 
     Args:
@@ -330,20 +330,23 @@ def explore_supercell(atoms: Atoms, calc="auto", supercell=None, kpoint=None, ta
         targets: ``auto`` (one-dimensional isotropy subgroups of the unstable channels)
             or space-group numbers/symbols, comma-separated or a list, searched among
             the one-dimensional isotropy subgroups of every (selected) channel.
+        out: unused here (the CLI writes the results with
+            :func:`write_supercell_exploration`); other keywords of
+            :func:`ase_sbs.break_symmetry` that do not apply are ignored.
     """
     if supercell is None and kpoint is None:
         raise SBSInputError("give a supercell (e.g. 2 2 2) or a k-point (e.g. R)")
-    pot = calc if isinstance(calc, Potential) else get_potential(calc, atoms.get_chemical_symbols(), device)
-    if isinstance(calc, Potential):
-        pot.check_covers(atoms.get_chemical_symbols())
     k = None if kpoint is None else parse_kpoint(kpoint)
     if supercell is None:
         supercell = supercell_for_kpoint(atoms, k, symprec)
-    # early size check before relaxing anything
+    # early size check, before loading a potential or relaxing anything
     from .supercell import _as_matrix, check_size
 
     psym = detect_symmetry(atoms, symprec=symprec)
     check_size(psym, _as_matrix(supercell))
+    pot = calc if isinstance(calc, Potential) else get_potential(calc, atoms.get_chemical_symbols(), device)
+    if isinstance(calc, Potential):
+        pot.check_covers(atoms.get_chemical_symbols())
     parent = symmetrized_atoms(psym)
     full = Symmetrizer(psym.operations.rotations, psym.operations.permutations)
     relax_calc = SBSCalculator(pot.calc, np.zeros(1), "0e", 0.0, symmetrize=full)
@@ -445,3 +448,22 @@ def _relax_target(sg: SupercellGroup, B: PerAtomSBS, sign: int, pot: Potential, 
         max_displacement_A=max_displacement(red.atoms, atoms), lattice=[float(x) for x in atoms.cell.cellpar()],
         atoms=clean,
     )
+
+
+def write_supercell_exploration(ex: SupercellExploration, out: str) -> dict:
+    """``out/explore.json`` and one extxyz per phase under ``out/phases``; returns the dict."""
+    import os
+
+    from ase.io import write
+
+    from .report import write_json
+
+    os.makedirs(os.path.join(out, "phases"), exist_ok=True)
+    data = ex.as_dict()
+    for p, d in zip(ex.phases, data["phases"]):
+        name = "".join(ch if ch.isalnum() else "_" for ch in p.target).strip("_")
+        path = os.path.join(out, "phases", f"{name}.extxyz")
+        write(path, p.atoms, format="extxyz")
+        d["structure_file"] = path
+    write_json(data, os.path.join(out, "explore.json"))
+    return data
