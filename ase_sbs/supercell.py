@@ -40,7 +40,6 @@ domains included.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -549,18 +548,18 @@ def isotropy_subgroups(sg: SupercellGroup, channel: SupercellChannel, max_fixed_
                             "use a smaller supercell or a single k-point"
                         )
         frontier = new
-    group = sg.group
+    conjugation = sg.group.conjugation
     seen, out = set(), []
     for S in sorted(spaces.values(), key=lambda S: S.shape[1]):
         if S.shape[1] > max_fixed_dim * channel.multiplicity:
             continue
         moved = np.abs(np.einsum("gij,jk->gik", rho, S) - S[None]).max(axis=(1, 2))
-        mask = mask_of(np.flatnonzero(moved < TOL))
-        conj = group.conjugates(mask)
-        rep = min(conj)
-        if rep in seen:
+        el = tuple(np.flatnonzero(moved < TOL).tolist())
+        if el in seen:
             continue
-        seen.add(rep)
+        conj = {tuple(sorted(conjugation[s, list(el)].tolist())) for s in range(sg.order)}
+        seen.update(conj)
+        rep = min(mask_of(c) for c in conj)
         el = bits(rep)
         # fixed space of the representative: V^{sKs⁻¹} = s·V^K
         Srep = _null_space(np.concatenate([rho[g] - np.eye(dv) for g in el]))

@@ -30,7 +30,7 @@ from .bias import BiasDescriptor
 from .calculator import SBSCalculator
 from .errors import SBSInputError
 from .potentials import Potential, get_potential
-from .relax import _classify, _minimize, bias_scale, formula_units, max_displacement
+from .relax import _classify, _minimize, bias_scale, formula_units, max_displacement, max_strain
 from .supercell import (
     IsotropySubgroup,
     PerAtomSBS,
@@ -270,11 +270,12 @@ class SupercellExploration:
         lines += ["", "targets (isotropy subgroups, one-dimensional order parameter)"]
         for t in self.targets:
             lines.append(f"  {t.name:<16} channel {t.channel:<10} [G:K] = {t.index:<3} cell x{t.cell_multiplication}")
-        lines += ["", "phases (ΔE per formula unit relative to the parent)"]
+        lines += ["", "phases (ΔE per formula unit relative to the parent; spontaneous: below it by more than "
+                  "energy_tol)"]
         for p in self.phases:
             lines.append(f"  {p.target:<16} -> {p.name:<16} cell x{p.cell_multiplication}  "
                          f"ΔE = {p.delta_energy_per_formula_unit_eV * 1000:+8.3f} meV/f.u.  "
-                         f"{p.status}{' (spontaneous)' if p.spontaneous else ''}, {p.n_variants} variants")
+                         f"max |u| {p.max_displacement_A:.3f} Å  {p.status}{' (spontaneous)' if p.spontaneous else ''}, {p.n_variants} variants")
         return "\n".join(lines)
 
 
@@ -435,7 +436,11 @@ def _relax_target(sg: SupercellGroup, B: PerAtomSBS, sign: int, pot: Potential, 
     found, _ = _classify(atoms, symprec)
     prim_atoms = len(atoms) / len(found.centering_translations)
     de = (energy - e_parent) * fu_atoms
-    broken = found.spacegroup_number != sg.parent.spacegroup_number and de < -energy_tol * fu_atoms
+    disp = max_displacement(red.atoms, atoms)
+    strain = max_strain(red.atoms, atoms)
+    # as in relax.py: a residue at the parent's energy, displacement and strain is the parent
+    back = found.spacegroup_number == sg.parent.spacegroup_number or (
+        abs(de) < energy_tol * fu_atoms and disp < 0.01 and strain < 2e-3)
     clean = atoms.copy()
     clean.calc = None
     return SupercellPhase(
@@ -443,9 +448,10 @@ def _relax_target(sg: SupercellGroup, B: PerAtomSBS, sign: int, pot: Potential, 
         spacegroup_number=found.spacegroup_number, spacegroup_symbol=found.spacegroup_symbol,
         cell_multiplication=int(round(prim_atoms / len(sg.parent.atoms))),
         delta_energy_per_formula_unit_eV=de, energy_per_atom_eV=energy, n_variants=len(B),
-        spontaneous=bool(broken), status=("unconverged" if not converged else ("broken" if broken else "returned")),
+        spontaneous=bool(not back and de < -energy_tol * fu_atoms),
+        status="unconverged" if not converged else ("returned" if back else "broken"),
         converged=converged, steps=steps,
-        max_displacement_A=max_displacement(red.atoms, atoms), lattice=[float(x) for x in atoms.cell.cellpar()],
+        max_displacement_A=disp, lattice=[float(x) for x in atoms.cell.cellpar()],
         atoms=clean,
     )
 

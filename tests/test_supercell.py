@@ -260,3 +260,36 @@ def test_oversized_supercell_stops_early_with_the_largest_size(srtio3):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert "too large" in r.stderr and "2×2×2" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_channel_curvature_matches_the_full_hessian(group, channels):
+    """Schur + Lanczos + folded cells against the whole finite-difference Hessian of a
+    Lennard-Jones toy potential on the 40-atom supercell (fixed cell)."""
+    from ase.calculators.lj import LennardJones
+
+    from ase_sbs.supercell_explore import channel_curvature
+
+    calc = LennardJones(sigma=1.9, epsilon=0.05, rc=5.0, smooth=True)
+    atoms = group.atoms.copy()
+    atoms.calc = calc
+    n, h = len(atoms), 1e-3
+    H = np.zeros((3 * n, 3 * n))
+    x0 = atoms.positions.copy()
+    for k in range(3 * n):
+        f = []
+        for sgn in (1, -1):
+            atoms.positions = x0
+            atoms.positions[k // 3, k % 3] += sgn * h
+            f.append(atoms.get_forces().ravel())
+        H[:, k] = -(f[0] - f[1]) / (2 * h)
+    H = (H + H.T) / 2
+    checked = 0
+    for c in channels:
+        if c.sources != ("displacement",):
+            continue
+        Bd = c.basis[: 3 * n]
+        block = np.linalg.eigvalsh(Bd.T @ H @ Bd)
+        expected = np.repeat(np.array(channel_curvature(group, c, calc, step=1e-3)), c.dimension)
+        assert np.allclose(np.sort(block), np.sort(expected), atol=1e-4 * max(1.0, np.abs(block).max()))
+        checked += 1
+    assert checked >= 15
