@@ -346,12 +346,19 @@ def _kgrid(P: np.ndarray) -> np.ndarray:
 
 
 def _star_name(sg: SupercellGroup, star: list[np.ndarray]) -> str:
+    """Γ for k = 0; X, M, R for primitive cubic parents (any arm of their stars); else
+    the first k in parent reciprocal fractions."""
     parent = sg.parent
+    if any(np.abs(k - np.round(k)).max() < 1e-9 for k in star):
+        return "Γ"
     cubic_p = (parent.spacegroup_number or 0) >= 195 and (parent.spacegroup_symbol or "").startswith("P")
     if cubic_p:
-        for name, k in CUBIC_POINTS.items():
-            if any(np.allclose(np.mod(np.array(k) - s + 1e-9, 1.0), 0, atol=1e-6) for s in star):
-                return name
+        for name, point in CUBIC_POINTS.items():
+            arms = np.mod(np.array(point) @ np.linalg.inv(parent.operations.rotations_frac), 1.0)
+            for s in star:
+                d = np.mod(arms - s[None] + 1e-9, 1.0)
+                if (np.abs(d).max(axis=1) < 1e-6).any():
+                    return name
     k = star[0]
     return "k(" + ",".join(_frac(x) for x in k) + ")"
 
@@ -439,12 +446,15 @@ def distortion_channels(sg: SupercellGroup, seed: int = 0) -> list[SupercellChan
     return out
 
 
-def channel_matches_kpoint(channel: SupercellChannel, k) -> bool:
+def channel_matches_kpoint(channel: SupercellChannel, k, sg: SupercellGroup | None = None) -> bool:
+    """True when k (or, given ``sg``, any arm of k's star under the parent's point
+    group) is among the channel's k-vectors."""
     k = np.mod(np.asarray(k, dtype=float), 1.0)
+    arms = k[None] if sg is None else np.mod(k @ np.linalg.inv(sg.parent.operations.rotations_frac), 1.0)
     for s in channel.kstar:
         ks = np.array([float(Fraction(x)) for x in s])
-        d = np.mod(ks - k + 1e-9, 1.0)
-        if np.abs(d).max() < 1e-6:
+        d = np.mod(ks[None] - arms + 1e-9, 1.0)
+        if (np.abs(d).max(axis=1) < 1e-6).any():
             return True
     return False
 

@@ -359,7 +359,7 @@ def explore_supercell(atoms: Atoms, calc="auto", supercell=None, kpoint=None, ta
     sg = supercell_group(parent, supercell, symprec)
     channels = distortion_channels(sg)
     channels = [c.with_curvature(channel_curvature(sg, c, pot.calc, curvature_step)) for c in channels]
-    selected = [c for c in channels if k is None or channel_matches_kpoint(c, k)]
+    selected = [c for c in channels if k is None or channel_matches_kpoint(c, k, sg)]
     if not selected:
         raise SBSInputError(f"no distortion channel of the supercell {np.asarray(supercell).tolist()} lies at k = {kpoint}")
     selected.sort(key=lambda c: c.min_curvature)
@@ -420,8 +420,13 @@ def _relax_target(sg: SupercellGroup, B: PerAtomSBS, sign: int, pot: Potential, 
     atoms = red.atoms.copy()
     desc = BiasDescriptor(B.irreps)
     scale = bias_scale(atoms, b, B.irreps, desc)
-    if scale < 1e-9:
-        raise SBSInputError(f"{K.name}: the per-atom bias exerts no force at the parent")
+    if scale < 1e-9:  # cannot happen for a generic descriptor; recorded, not raised
+        return SupercellPhase(
+            target=K.name, channel=K.channel, spacegroup_number=sg.parent.spacegroup_number,
+            spacegroup_symbol=sg.parent.spacegroup_symbol, cell_multiplication=1,
+            delta_energy_per_formula_unit_eV=0.0, energy_per_atom_eV=e_parent, n_variants=len(B),
+            spontaneous=False, status="bias_inactive", converged=True, steps={}, max_displacement_A=0.0,
+            lattice=[float(x) for x in atoms.cell.cellpar()], atoms=atoms)
     lam0 = seed_force / scale
     calc = SBSCalculator(pot.calc, b, B.irreps, lam0, symmetrize=symm, descriptor=desc)
     steps = {}

@@ -11,7 +11,7 @@ from ase.io import read
 
 from ase_sbs.bias import BiasDescriptor, evaluate_bias
 from ase_sbs.errors import SBSInputError
-from ase_sbs.supercell import distortion_channels, isotropy_subgroups, per_atom_sbs, supercell_group
+from ase_sbs.supercell import channel_matches_kpoint, distortion_channels, isotropy_subgroups, per_atom_sbs, supercell_group
 from ase_sbs.supercell_explore import parse_kpoint, reduced_cell, supercell_for_kpoint
 
 from .conftest import EXAMPLES, random_orthogonal, transform
@@ -250,6 +250,14 @@ def test_kpoints_choose_the_supercell(srtio3):
     assert (supercell_for_kpoint(srtio3, parse_kpoint("X")) == np.diag([2, 2, 2])).all()
     with pytest.raises(SBSInputError):
         parse_kpoint("Q")
+    # a 1x1x2 cell holds one arm of the X star: X = (0, 1/2, 0) matches it through the star
+    g = supercell_group(srtio3, (1, 1, 2))
+    assert g.order == 16 * 2  # the operations that keep the tetragonal supercell lattice
+    chans = distortion_channels(g)
+    at_x = [c for c in chans if channel_matches_kpoint(c, parse_kpoint("X"), g)]
+    assert at_x and all(c.kstar == (("0", "0", "1/2"),) and c.label.startswith("X") for c in at_x)
+    assert not any(channel_matches_kpoint(c, parse_kpoint("R"), g) for c in chans)
+    assert sum(c.dimension * c.multiplicity for c in at_x) == 3 * 10 // 2  # half the 30 coordinates
 
 
 def test_oversized_supercell_stops_early_with_the_largest_size(srtio3):
