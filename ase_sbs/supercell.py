@@ -195,7 +195,8 @@ def check_size(parent: Symmetry, matrix) -> None:
 
 
 def _key(W: np.ndarray, t: np.ndarray) -> bytes:
-    tt = np.round(np.mod(t, 1.0) * 1_000_000).astype(np.int64) % 1_000_000
+    """Hashable (W, t mod 1); distinct translations differ by far more than 1e-4."""
+    tt = np.round(np.mod(t, 1.0) * 10_000).astype(np.int64) % 10_000
     return W.astype(np.int64).tobytes() + tt.tobytes()
 
 

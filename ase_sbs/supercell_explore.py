@@ -156,8 +156,12 @@ def _gradient(calc, red: ReducedCell, q_red: np.ndarray, eps: np.ndarray, ell: f
 def channel_curvature(sg: SupercellGroup, channel: SupercellChannel, calc, step: float = 0.01) -> tuple[float, ...]:
     """Eigenvalues of the m×m Hessian block of ``channel`` at the parent (eV/Å²).
 
-    Lanczos from the first vector of the first copy: each step a central difference
-    of the gradient along the current vector, projected onto the channel."""
+    By Schur's lemma H = C ⊗ I_d on the channel, so the Krylov space of any vector v
+    of one irreducible copy has dimension m and H restricted to it has C's
+    eigenvalues. Lanczos from a generic v of the first copy (in one arm of the star):
+    each step one central difference of the gradient (forces, and stress for strain)
+    along the current vector, with ``step`` Å of total displacement, projected onto
+    the channel."""
     n = len(sg.atoms)
     # start in one arm ±k of the star: H keeps it there, and the translations with
     # k·T integer act trivially, so forces are evaluated in a cell that small
@@ -185,13 +189,17 @@ def channel_curvature(sg: SupercellGroup, channel: SupercellChannel, calc, step:
 
     vs = [v0]
     alphas, betas = [], []
-    for j in range(channel.multiplicity):
+    # m steps for a real (absolutely irreducible) irrep; the commutant of a complex or
+    # quaternionic one is 2- or 4-dimensional, and Lanczos stops when β vanishes
+    norm = int(round(channel.character @ channel.character / sg.order))
+    steps = channel.multiplicity * max(norm, 1)
+    for j in range(steps):
         w = hess(vs[-1])
         alphas.append(float(vs[-1] @ w))
         for v in vs:
             w = w - (v @ w) * v
         beta = float(np.linalg.norm(w))
-        if j + 1 == channel.multiplicity or beta < 1e-6:
+        if j + 1 == steps or beta < 1e-6 * max(1.0, abs(alphas[-1])):
             break
         betas.append(beta)
         vs.append(w / beta)
