@@ -29,7 +29,7 @@ from ase import Atoms
 from .bias import BiasDescriptor
 from .calculator import SBSCalculator
 from .errors import SBSInputError
-from .potentials import Potential, get_potential
+from .potentials import Potential, get_potential, resolve_device
 from .relax import _classify, _minimize, bias_scale, formula_units, max_displacement, max_strain
 from .supercell import (
     IsotropySubgroup,
@@ -393,7 +393,7 @@ def explore_supercell(atoms: Atoms, calc="auto", supercell=None, kpoint=None, ta
         signs = (1,) if B.contains(-B.objects[0]) else (1, -1)
         for sign in signs:
             phases.append(_relax_target(sg, B, sign, pot, cell, seed_force, anneal, fmax, release_fmax,
-                                        max_steps, energy_tol, e_parent, fu_atoms, symprec))
+                                        max_steps, energy_tol, e_parent, fu_atoms, symprec, resolve_device(device)))
     phases.sort(key=lambda p: p.delta_energy_per_formula_unit_eV)
     return SupercellExploration(
         parent_spacegroup=f"{psym.spacegroup_symbol} ({psym.spacegroup_number})", parent_energy_per_atom_eV=e_parent,
@@ -419,7 +419,7 @@ def _wanted(targets) -> set:
 
 def _relax_target(sg: SupercellGroup, B: PerAtomSBS, sign: int, pot: Potential, cell: str, seed_force: float,
                   anneal, fmax: float, release_fmax: float, max_steps: int, energy_tol: float, e_parent: float,
-                  fu_atoms: float, symprec: float) -> SupercellPhase:
+                  fu_atoms: float, symprec: float, device: str = "cpu") -> SupercellPhase:
     K = B.target
     kept = [g for g in K.elements if g in set(sg.pure_translations.tolist())]
     red = reduced_cell(sg, kept)
@@ -436,7 +436,7 @@ def _relax_target(sg: SupercellGroup, B: PerAtomSBS, sign: int, pot: Potential, 
             spontaneous=False, status="bias_inactive", converged=True, steps={}, max_displacement_A=0.0,
             lattice=[float(x) for x in atoms.cell.cellpar()], atoms=atoms)
     lam0 = seed_force / scale
-    calc = SBSCalculator(pot.calc, b, B.irreps, lam0, symmetrize=symm, descriptor=desc)
+    calc = SBSCalculator(pot.calc, b, B.irreps, lam0, symmetrize=symm, descriptor=desc, device=device)
     steps = {}
     for f in (1.0, *anneal):
         calc.strength = lam0 * f
