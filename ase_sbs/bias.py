@@ -75,9 +75,11 @@ class BiasDescriptor(torch.nn.Module):
 
     def forward(self, vectors: torch.Tensor, edge_src: torch.Tensor, z_src: torch.Tensor,
                 z_dst: torch.Tensor, n_atoms: int, graph: torch.Tensor | None = None,
-                n_graphs: int = 1) -> torch.Tensor:
+                n_graphs: int = 1, per_atom: bool = False) -> torch.Tensor:
         """D for each graph: (n_graphs, dim). ``vectors`` are r_j − r_i for edges i→j,
-        ``edge_src`` the index i, ``graph`` the graph of each atom (default: one graph)."""
+        ``edge_src`` the index i, ``graph`` the graph of each atom (default: one graph).
+        With ``per_atom`` the per-atom terms D_i = out_i, (n_atoms, dim): equivariant
+        and permutation-covariant, for per-atom objects (supercells)."""
         from e3nn import o3
 
         dtype = vectors.dtype
@@ -102,6 +104,8 @@ class BiasDescriptor(torch.nn.Module):
         count = torch.ones(n_atoms, dtype=dtype, device=vectors.device).index_add(0, edge_src, cutoff)
         A = A / count[:, None]
         out = self.linear(A) + self.tp2(A, A) + self.tp3(self.tp2_mid(A, A), A)
+        if per_atom:
+            return out
         if graph is None:
             return out.sum(dim=0, keepdim=True)
         D = torch.zeros(n_graphs, out.shape[1], dtype=dtype, device=vectors.device)
@@ -132,11 +136,15 @@ def neighbour_list(atoms, cutoff: float) -> Neighbours:
 
 def sb_energy(descriptor: BiasDescriptor, positions: torch.Tensor, cell: torch.Tensor,
               numbers: torch.Tensor, nbrs: Neighbours, objects: torch.Tensor, strength) -> torch.Tensor:
-    """E_sb = −λ ⟨b, D(x)⟩ (eV), differentiable in positions and cell."""
+    """E_sb = −λ ⟨b, D(x)⟩ (eV), differentiable in positions and cell. Per-atom objects
+    (``objects`` of shape (natoms, dim)) give E_sb = −λ Σ_i ⟨b_i, D_i(x)⟩."""
     src = torch.as_tensor(nbrs.src, device=positions.device)
     dst = torch.as_tensor(nbrs.dst, device=positions.device)
     shifts = torch.as_tensor(nbrs.shifts, dtype=positions.dtype, device=positions.device)
     vectors = positions[dst] - positions[src] + shifts @ cell
+    if objects.dim() == 2:
+        D = descriptor(vectors, src, numbers[src], numbers[dst], len(positions), per_atom=True)
+        return -strength * (objects.to(D.dtype) * D).sum()
     D = descriptor(vectors, src, numbers[src], numbers[dst], len(positions))[0]
     return -strength * (objects.to(D.dtype) * D).sum()
 

@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=400, help="optimizer step budget per stage (default 400)")
     p.add_argument("--symprec", type=float, default=1e-3, help="distance tolerance in Å (default 1e-3)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--supercell", type=int, nargs=3, metavar="N",
+                   help="beyond k = 0: run on this supercell of the primitive parent (e.g. 2 2 2)")
+    p.add_argument("--kpoint", help="beyond k = 0: only channels at this k-star: R, M, X, G or 'kx ky kz' "
+                   "(picks the supercell when --supercell is not given)")
     p = sub.add_parser("check-potential", help="equivariance errors of a potential, symmetry type by type")
     _add_input(p)
     p.add_argument("--calc", default="auto", help="potential (as for explore)")
@@ -151,6 +155,8 @@ def _explore(args) -> int:
 
     atoms = _read(args.file, args.index)
     out = args.out or os.path.splitext(os.path.basename(args.file))[0] + "_sbs"
+    if args.supercell or args.kpoint:
+        return _explore_supercell(args, atoms, out)
     ex = break_symmetry(
         atoms, calc=args.calc, targets=args.targets, mode=args.mode, cell=args.cell, out=out,
         progress=not args.no_progress and sys.stderr.isatty(), device=args.device,
@@ -162,6 +168,23 @@ def _explore(args) -> int:
         print(describe_exploration(ex))
         print(f"\nwritten: {os.path.join(out, 'explore.json')}, {os.path.join(out, 'energies.png')}, "
               f"{os.path.join(out, 'phases')}/")
+    if args.json:
+        write_json(data, args.json)
+    return 0
+
+
+def _explore_supercell(args, atoms, out) -> int:
+    from .supercell_explore import write_supercell_exploration
+    from .relax import break_symmetry
+    from .report import write_json
+
+    ex = break_symmetry(atoms, calc=args.calc, targets=args.targets, cell=args.cell, device=args.device,
+                        supercell=args.supercell, kpoint=args.kpoint, seed_force=args.seed_force,
+                        release_fmax=args.fmax, max_steps=args.max_steps, symprec=args.symprec)
+    data = write_supercell_exploration(ex, out)
+    if args.json != "-":
+        print(ex.describe())
+        print(f"\nwritten: {out}/explore.json, {out}/phases/")
     if args.json:
         write_json(data, args.json)
     return 0

@@ -384,7 +384,7 @@ def default_targets(sym: Symmetry, channels=None) -> list[Target]:
 
 def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed", cell: str = "full",
                    out: str | None = None, progress: bool = True, device: str = "cpu",
-                   **settings) -> Exploration:
+                   supercell=None, kpoint=None, **settings) -> Exploration:
     """Find the lower-symmetry phases ``atoms`` breaks into under the potential ``calc``.
 
     Args:
@@ -397,8 +397,16 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
         out: directory for finished relaxations (resume) and results; None keeps all
             in memory.
         device: ``cpu``, ``cuda`` or ``auto``, for the potential (when named) and the bias.
+        supercell, kpoint: run the protocol beyond k = 0 on a supercell (three integers
+            or a 3x3 matrix) and/or at one k-star (``R`` or three numbers); returns an
+            :class:`ase_sbs.supercell_explore.SupercellExploration` (see there).
         **settings: further :class:`ExploreSettings` fields.
     """
+    if supercell is not None or kpoint is not None:
+        from .supercell_explore import explore_supercell
+
+        return explore_supercell(atoms, calc, supercell=supercell, kpoint=kpoint, targets=targets, cell=cell,
+                                 device=device, out=out, **settings)
     s = ExploreSettings(mode=mode, cell=cell, **settings)
     s.validate()
     store = _Store(out)
