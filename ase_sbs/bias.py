@@ -78,6 +78,15 @@ class BiasDescriptor(torch.nn.Module):
                 n_graphs: int = 1) -> torch.Tensor:
         """D for each graph: (n_graphs, dim). ``vectors`` are r_j − r_i for edges i→j,
         ``edge_src`` the index i, ``graph`` the graph of each atom (default: one graph)."""
+        out = self.atom_features(vectors, edge_src, z_src, z_dst, n_atoms)
+        if graph is None:
+            return out.sum(dim=0, keepdim=True)
+        D = torch.zeros(n_graphs, out.shape[1], dtype=out.dtype, device=vectors.device)
+        return D.index_add(0, graph, out)
+
+    def atom_features(self, vectors: torch.Tensor, edge_src: torch.Tensor, z_src: torch.Tensor,
+                      z_dst: torch.Tensor, n_atoms: int) -> torch.Tensor:
+        """Per-atom terms out_i (n_atoms, dim) with D = Σ_i out_i."""
         from e3nn import o3
 
         dtype = vectors.dtype
@@ -101,11 +110,7 @@ class BiasDescriptor(torch.nn.Module):
         # E_sb / N) stay bounded however much the structure is compressed
         count = torch.ones(n_atoms, dtype=dtype, device=vectors.device).index_add(0, edge_src, cutoff)
         A = A / count[:, None]
-        out = self.linear(A) + self.tp2(A, A) + self.tp3(self.tp2_mid(A, A), A)
-        if graph is None:
-            return out.sum(dim=0, keepdim=True)
-        D = torch.zeros(n_graphs, out.shape[1], dtype=dtype, device=vectors.device)
-        return D.index_add(0, graph, out)
+        return self.linear(A) + self.tp2(A, A) + self.tp3(self.tp2_mid(A, A), A)
 
 
 @dataclass(frozen=True)
