@@ -187,7 +187,7 @@ def SBSNequIPGNNModel(
     num_bessels: int = 8,
     bessel_trainable: bool = False,
     polynomial_cutoff_p: int = 6,
-    avg_num_neighbors: Optional[Union[float, Dict[str, float]]] = None,
+    avg_num_neighbors: Optional[Union[float, Dict[str, float]]] = 1.0,
     per_type_energy_scales: Optional[Union[float, Sequence[float]]] = None,
     per_type_energy_shifts: Optional[Union[float, Sequence[float]]] = None,
     per_type_energy_scales_trainable: bool = False,
@@ -229,7 +229,9 @@ def SBSNequIPGNNModel(
     last = f"{num_features[0]}x0e" + (f"+{num_features[1]}x1o" if predict_displacements else "")
     hidden_list = [hidden] * (num_layers - 1) + [last]
 
-    type_embed = NodeTypeEmbed(type_names=type_names, num_features=type_embed_num_features)
+    # b is a model input: declared on the first module so GraphModel passes it through
+    type_embed = NodeTypeEmbed(type_names=type_names, num_features=type_embed_num_features,
+                               irreps_in={SBS_OBJECT_KEY: sbs_irreps})
     sbs_embed = SBSNodeEmbed(sbs_irreps, sbs_mix_multiplicity, irreps_in=type_embed.irreps_out)
     spharm = SphericalHarmonicEdgeAttrs(irreps_edge_sh=irreps_edge_sh, irreps_in=sbs_embed.irreps_out)
     edge_norm = EdgeLengthNormalizer(r_max=r_max, type_names=type_names, irreps_in=spharm.irreps_out)

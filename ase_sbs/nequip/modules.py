@@ -13,6 +13,7 @@ import torch
 from e3nn import o3
 from nequip.data import AtomicDataDict
 from nequip.nn import GraphModuleMixin
+from nequip.nn.utils import with_edge_vectors_
 
 from ..bias import BiasDescriptor
 from ._keys import SBS_OBJECT_KEY, SBS_STRENGTH_KEY
@@ -72,7 +73,7 @@ class SBSBiasEnergy(GraphModuleMixin, torch.nn.Module):
         self.register_buffer("default_strength", torch.full((1, 1), float(default_strength), dtype=dtype))
 
     def forward(self, data: AtomicDataDict.Type) -> AtomicDataDict.Type:
-        data = AtomicDataDict.with_edge_vectors_(data, with_lengths=False)
+        data = with_edge_vectors_(data, with_lengths=False)
         vectors = data[AtomicDataDict.EDGE_VECTORS_KEY]
         edge_index = data[AtomicDataDict.EDGE_INDEX_KEY]
         z = torch.index_select(self.type_numbers, 0, data[AtomicDataDict.ATOM_TYPE_KEY].view(-1))
