@@ -63,6 +63,12 @@ class BiasDescriptor(torch.nn.Module):
             self.tp3 = o3.FullyConnectedTensorProduct(every, self.irreps_a, self.irreps_out)
         for p in self.parameters():
             p.requires_grad_(False)
+        # one spherical-harmonics module, evaluated by e3nn's plain Python polynomials (no
+        # TorchScript), so the descriptor traces identically for any graph size (nequip-compile)
+        from e3nn.o3._spherical_harmonics import _spherical_harmonics
+
+        self.sh = o3.SphericalHarmonics(self.irreps_sh, normalize=True, normalization="component")
+        self.sh.sph_func = _spherical_harmonics
         self.register_buffer("centres", torch.linspace(0.8, self.cutoff * 0.9, n_radial, dtype=torch.float64))
         self.register_buffer("species_phase", torch.rand(2, n_radial, generator=gen, dtype=torch.float64) * 2 * np.pi)
         self.width = self.cutoff / n_radial
@@ -96,12 +102,11 @@ class BiasDescriptor(torch.nn.Module):
         cutoff = 0.5 * (torch.cos(np.pi * r / self.cutoff) + 1.0) * (r < self.cutoff)
         radial = radial * cutoff[:, None]
         weights = radial * self.species_weights(z_src, z_dst).to(dtype)  # (E, C)
-        with float64_default():
-            sh = o3.spherical_harmonics(self.irreps_sh, vectors, normalize=True, normalization="component")
+        sh = self.sh(vectors)
         pieces, offset = [], 0
         for _, ir in self.irreps_sh:
             d = ir.dim
-            pieces.append((weights[:, :, None] * sh[:, None, offset : offset + d]).reshape(len(r), -1))
+            pieces.append((weights[:, :, None] * sh[:, None, offset : offset + d]).flatten(1))
             offset += d
         edge_features = torch.cat(pieces, dim=1)
         A = torch.zeros(n_atoms, edge_features.shape[1], dtype=dtype, device=vectors.device)

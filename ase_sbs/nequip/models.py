@@ -35,7 +35,7 @@ from nequip.nn.embedding import (
     PolynomialCutoff,
     SphericalHarmonicEdgeAttrs,
 )
-from nequip.utils import dtype_from_name, torch_default_dtype
+from nequip.utils import conditional_torchscript_mode, dtype_from_name, torch_default_dtype
 
 from ..bias import DEFAULT_CUTOFF
 from ..errors import SBSInputError
@@ -154,7 +154,8 @@ def SBSBiasedModel(model, sbs_irreps: str, sbs_object: Optional[Sequence[float]]
             "ForceStressOutput (forces and stress by autograd of the energy) to put the bias inside it"
         )
     numbers = _type_numbers(inner_types, type_numbers)
-    with torch_default_dtype(dtype_from_name(inner_dtype)):
+    # as NequIP's own builders: e3nn modules in plain Python (no TorchScript), so they trace for nequip-compile
+    with conditional_torchscript_mode(False), torch_default_dtype(dtype_from_name(inner_dtype)):
         bias = SBSBiasEnergy(sbs_irreps, numbers, sbs_object, strength, cutoff, n_radial, bias_seed,
                              irreps_in=core.func.irreps_out)
         energy = SequentialGraphNetwork({"model": core.func, "sbs_bias": bias})
