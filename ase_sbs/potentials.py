@@ -76,7 +76,12 @@ def _nequip(path: str, device: str) -> Potential:
         from nequip.integrations.ase import NequIPCalculator
 
     try:
-        if path.endswith(".pt2") or path.endswith(".pth"):
+        if path.endswith(".pt2"):
+            # compiled with --target ase (NequIPCalculator) or ase_sbs (SBS inputs, fed λ = 0)
+            from .nequip.calculator import load_calculator
+
+            calc = load_calculator(path, device=device)
+        elif path.endswith(".pth"):
             calc = NequIPCalculator.from_compiled_model(path, device=device)
         else:
             calc = NequIPCalculator._from_saved_model(path, device=device)

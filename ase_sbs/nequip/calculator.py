@@ -67,6 +67,8 @@ class SBSNequIPCalculator(NequIPCalculator):
         return COMPILE_TARGET_DICT[SBS_COMPILE_TARGET]
 
     def __init__(self, model, device, sbs_object=None, sbs_strength: float = 0.0, **kwargs):
+        """``sbs_object``: default b (numbers, or None: every atoms must carry one in info);
+        ``sbs_strength``: default λ in eV."""
         super().__init__(model, device, **kwargs)
         self.sbs_object = None if sbs_object is None else np.asarray(sbs_object, dtype=np.float64).reshape(-1)
         self.sbs_strength = float(sbs_strength)
@@ -82,3 +84,36 @@ class SBSNequIPCalculator(NequIPCalculator):
                                                device=self.device)
         data[SBS_STRENGTH_KEY] = torch.full((1, 1), lam, dtype=dtype, device=self.device)
         return data
+
+
+def compiled_metadata(path: str) -> dict:
+    """The metadata stored in an AOTInductor-compiled NequIP model (``*.nequip.pt2``)."""
+    return dict(torch._inductor.aoti_load_package(str(path)).get_metadata())
+
+
+def load_calculator(path: str, device="cpu", sbs_object=None, sbs_strength: float = 0.0):
+    """An ASE calculator for a NequIP model file (package, checkpoint or compiled).
+
+    Models compiled with ``--target ase_sbs`` get :class:`SBSNequIPCalculator` with the
+    given b and λ (b = 0 and λ = 0 by default: the unbiased model); every other model
+    gets NequIP's own ``NequIPCalculator`` (a biased model then uses the b and λ fixed
+    at build time).
+    """
+    from nequip.utils.aoti_metadata import NEQUIP_AOTI_INPUTS_KEY, parse_aoti_keys
+    from e3nn import o3
+
+    from .modules import SBS_IRREPS_METADATA_KEY
+
+    path = str(path)
+    if not path.endswith(".pt2"):
+        return NequIPCalculator._from_saved_model(path, device=device)
+    meta = compiled_metadata(path)
+    inputs = parse_aoti_keys(meta[NEQUIP_AOTI_INPUTS_KEY]) if NEQUIP_AOTI_INPUTS_KEY in meta else []
+    if SBS_OBJECT_KEY not in inputs:
+        return NequIPCalculator.from_compiled_model(path, device=device)
+    if sbs_object is None:
+        if SBS_IRREPS_METADATA_KEY not in meta:
+            raise SBSInputError(f"{path} takes an SBS object but does not record its irreps: give sbs_object")
+        sbs_object = np.zeros(o3.Irreps(meta[SBS_IRREPS_METADATA_KEY]).dim)
+    return SBSNequIPCalculator.from_compiled_model(path, device=device, sbs_object=sbs_object,
+                                                   sbs_strength=sbs_strength)

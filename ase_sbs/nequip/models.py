@@ -40,7 +40,7 @@ from nequip.utils import conditional_torchscript_mode, dtype_from_name, torch_de
 from ..bias import DEFAULT_CUTOFF
 from ..errors import SBSInputError
 from ._keys import SBS_DISPLACEMENTS_KEY, SBS_OBJECT_KEY, SBS_STRENGTH_KEY
-from .modules import SBSBiasEnergy, SBSNodeEmbed
+from .modules import SBS_IRREPS_METADATA_KEY, SBSBiasEnergy, SBSNodeEmbed
 
 _LOADERS = ("ModelFromPackage", "ModelFromCheckpoint")
 
@@ -168,10 +168,21 @@ def SBSBiasedModel(model, sbs_irreps: str, sbs_object: Optional[Sequence[float]]
             model_input_fields=fields,
         )
     wrapped._metadata.update({k: v for k, v in inner._metadata.items() if k not in wrapped._metadata})
+    wrapped._metadata[SBS_IRREPS_METADATA_KEY] = sbs_irreps
     return wrapped
 
 
-@model_builder
+class SBSGraphModel(GraphModel):
+    """NequIP's GraphModel that also records ``sbs_irreps`` in its metadata (and so in
+    compiled files), for calculators that must feed b."""
+
+    def __init__(self, model, model_config=None, model_input_fields={}):
+        super().__init__(model, model_config=model_config, model_input_fields=model_input_fields)
+        if model_config is not None and "sbs_irreps" in model_config:
+            self._metadata[SBS_IRREPS_METADATA_KEY] = parse_irreps(model_config["sbs_irreps"])
+
+
+@model_builder(wrapper_class=SBSGraphModel)
 def SBSNequIPGNNModel(
     sbs_irreps: str,
     r_max: float,

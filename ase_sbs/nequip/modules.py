@@ -18,6 +18,8 @@ from nequip.nn.utils import with_edge_vectors_
 from ..bias import BiasDescriptor
 from ._keys import SBS_OBJECT_KEY, SBS_STRENGTH_KEY
 
+SBS_IRREPS_METADATA_KEY = "sbs_irreps"  # model metadata (also in compiled files): the irreps of b
+
 
 def _per_atom(values: torch.Tensor, data: AtomicDataDict.Type, n_atoms: int) -> torch.Tensor:
     """Broadcast a per-frame tensor (n_frames, k) to atoms (n_atoms, k)."""
