@@ -39,13 +39,11 @@ def displacement_pattern(parent: Atoms, variant: Atoms) -> np.ndarray:
 
 
 def pair_frames(exploration, target: str = "P4mm") -> list[Atoms]:
-    """One (parent, b_j, u_j) frame per finished broken relaxation toward ``target``."""
+    """One (parent, b_j, u_j) frame per broken relaxation that ended in space group ``target``."""
     parent = exploration.parent.atoms
     frames = []
     for r in exploration.relaxations:
-        if r.target.split()[0] != target and not r.target.startswith(target):
-            continue
-        if r.status != "broken" or r.atoms is None:
+        if r.status != "broken" or r.atoms is None or r.spacegroup_symbol != target:
             continue
         frame = parent.copy()
         frame.info = {"sbs_object": np.asarray(r.sbs_object, dtype=float), "sbs_member": int(r.member),
