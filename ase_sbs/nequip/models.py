@@ -93,6 +93,10 @@ def _build_inner(model, defaults: dict):
     except Exception as exc:
         raise SBSInputError(f"cannot import the wrapped model's `_target_: {target}` ({exc})") from exc
     inner = builder(**cfg)
+    if isinstance(inner, torch.nn.ModuleDict):  # ModelFromCheckpoint: {model name: GraphModel}
+        if len(inner) != 1:
+            raise SBSInputError(f"`_target_: {target}` holds several models {list(inner.keys())}: wrap one of them")
+        inner = next(iter(inner.values()))
     if not hasattr(inner, "is_graph_model"):
         raise SBSInputError(f"`_target_: {target}` built a {type(inner).__name__}, not a single NequIP GraphModel")
     return inner
