@@ -131,6 +131,16 @@ def test_wrapping_checkpoint_and_package(artifacts, cu):
         e1, f1, s1 = efs(wrapped, sbs_strength=[lam])
         assert abs(e1 - e_l - ref.energy) < 1e-8
         assert np.abs(f1 - f_l - ref.forces).max() < 1e-8 and np.abs(s1 - s_l - ref.stress).max() < 1e-8
+    # --calc on a package of a biased model: fed λ = 0, i.e. the unbiased model
+    from ase_sbs.nequip import SBSNequIPCalculator
+    from ase_sbs.potentials import get_potential
+
+    pot = get_potential(str(pkg), ["Cu"])
+    assert isinstance(pot.calc, SBSNequIPCalculator) and pot.calc.sbs_strength == 0.0
+    e_zero, *_ = efs(loaded, sbs_strength=[0.0])
+    a = cu.copy()
+    a.calc = pot.calc
+    assert abs(a.get_potential_energy() - e_zero) < 1e-10 and abs(e_zero - e) > 1e-8
 
 
 def test_explore_cli_with_compiled_model(artifacts, tmp_path):

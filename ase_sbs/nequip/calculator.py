@@ -94,10 +94,11 @@ def compiled_metadata(path: str) -> dict:
 def load_calculator(path: str, device="cpu", sbs_object=None, sbs_strength: float = 0.0):
     """An ASE calculator for a NequIP model file (package, checkpoint or compiled).
 
-    Models compiled with ``--target ase_sbs`` get :class:`SBSNequIPCalculator` with the
-    given b and λ (b = 0 and λ = 0 by default: the unbiased model); every other model
-    gets NequIP's own ``NequIPCalculator`` (a biased model then uses the b and λ fixed
-    at build time).
+    Models that take b and λ as inputs (packages and checkpoints of ase_sbs models, files
+    compiled with ``--target ase_sbs``) get :class:`SBSNequIPCalculator` with the given
+    b and λ (b = 0 and λ = 0 by default: the unbiased model); every other model gets
+    NequIP's own ``NequIPCalculator`` (a biased model compiled with ``--target ase``
+    keeps the b and λ fixed at build time).
     """
     from nequip.utils.aoti_metadata import NEQUIP_AOTI_INPUTS_KEY, parse_aoti_keys
     from e3nn import o3
@@ -106,7 +107,14 @@ def load_calculator(path: str, device="cpu", sbs_object=None, sbs_strength: floa
 
     path = str(path)
     if not path.endswith(".pt2"):
-        return NequIPCalculator._from_saved_model(path, device=device)
+        calc = SBSNequIPCalculator._from_saved_model(path, device=device, sbs_object=sbs_object,
+                                                     sbs_strength=sbs_strength)
+        irreps = calc.model.metadata.get(SBS_IRREPS_METADATA_KEY)
+        if irreps is None:  # a plain NequIP model: no SBS fields to feed
+            return NequIPCalculator(calc.model, device=device, transforms=calc.transforms)
+        if calc.sbs_object is None:
+            calc.sbs_object = np.zeros(o3.Irreps(irreps).dim)
+        return calc
     meta = compiled_metadata(path)
     inputs = parse_aoti_keys(meta[NEQUIP_AOTI_INPUTS_KEY]) if NEQUIP_AOTI_INPUTS_KEY in meta else []
     if SBS_OBJECT_KEY not in inputs:
