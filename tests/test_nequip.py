@@ -213,3 +213,23 @@ def test_configuration_mistakes_fail_at_build_time():
         gnn(to_data(a, sbs_object=[0, 0, 1]))
     with pytest.raises(ValueError, match="needs `sbs_object`"):
         gnn(to_data(a))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_models_run_on_cuda(distorted):
+    """Both models on CUDA give the CPU numbers (batched frames with their own b, λ)."""
+    from nequip.data import AtomicDataDict as A
+
+    irreps, b = "1o", [0.2, -0.4, 0.9]
+    biased = sn.SBSBiasedModel(model=base_config(), sbs_irreps=irreps, strength=0.3)
+    gnn = sn.SBSNequIPGNNModel(sbs_irreps=irreps, seed=2, model_dtype="float64", type_names=TYPES, r_max=R_MAX,
+                               num_layers=2, num_features=8)
+    batch = A.batched_from_list([to_data(distorted, sbs_object=b, sbs_strength=[0.3]),
+                                 to_data(distorted, sbs_object=b[::-1], sbs_strength=[0.1])])
+    for model in (biased, gnn):
+        e, f, s, _ = efs(model, batch)
+        out = model.to("cuda")(A.to_(dict(batch), torch.device("cuda")))
+        assert abs(out["total_energy"].detach().cpu().numpy().reshape(-1) - e).max() < 1e-9
+        assert abs(out["forces"].detach().cpu().numpy() - f).max() < 1e-9
+        model.to("cpu")
