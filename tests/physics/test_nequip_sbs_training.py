@@ -6,7 +6,6 @@ variants."""
 import importlib.util
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
