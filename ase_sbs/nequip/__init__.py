@@ -2,8 +2,8 @@
 
 Importing it registers the data fields (``sbs_object``, ``sbs_strength``,
 ``sbs_displacements``, ``sbs_atom_object``) with NequIP's field registry and the
-``ase_sbs`` AOTInductor compile target (NequIP's ASE inputs plus ``sbs_object`` and
-``sbs_strength``). Config entry points (``_target_:``):
+AOTInductor compile targets ``ase_sbs`` and ``batch_sbs`` (NequIP's ASE / batch inputs
+plus ``sbs_object`` and ``sbs_strength``). Config entry points (``_target_:``):
 
 - ``ase_sbs.nequip.SBSBiasedModel``: any NequIP model + E_sb = −λ ⟨b, D(x)⟩ inside it;
 - ``ase_sbs.nequip.SBSNequIPGNNModel``: NequIP GNN conditioned on b (paper's method);
