@@ -16,9 +16,10 @@ Per atom (node fields, shape ``(n_atoms, ...)``):
   b_{graph(i)} → b_i, in both the bias (e_i = −λ ⟨b_i, out_i⟩) and the GNN's initial
   features. The modules in this package use the graph object only.
 
-Registering graph fields makes NequIP's batching concatenate them per frame, its
-transforms rotate nothing (they are inputs, not targets) and ``nequip-compile`` give
-them a dynamic frame dimension.
+Registering them makes NequIP's batching concatenate them per frame (per atom),
+``frame_from_batched`` split them back, ``from_ase`` add the frame dimension when they are
+read from extxyz (``include_keys``), and ``nequip-compile`` give them a dynamic
+frame (atom) dimension.
 """
 
 from nequip.data import register_fields
