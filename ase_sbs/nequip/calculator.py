@@ -13,60 +13,10 @@ import numpy as np
 import torch
 from nequip.data import AtomicDataDict
 from nequip.integrations.ase import NequIPCalculator
-from nequip.scripts._compile_utils import (
-    ASE_OUTPUTS,
-    BATCH_INPUTS,
-    PAIR_NEQUIP_INPUTS,
-    batched_data_settings,
-    register_compile_targets,
-    single_frame_batch_map_settings,
-    single_frame_data_settings,
-)
 
 from ..errors import SBSInputError
 from ._keys import SBS_OBJECT_KEY, SBS_STRENGTH_KEY
-
-SBS_COMPILE_TARGET = "ase_sbs"
-SBS_BATCH_COMPILE_TARGET = "batch_sbs"
-
-
-def _with_sbs_fields(data):
-    if SBS_OBJECT_KEY not in data:
-        raise SBSInputError(
-            f"compiling for the {SBS_COMPILE_TARGET}/{SBS_BATCH_COMPILE_TARGET} targets needs example data with "
-            f"`{SBS_OBJECT_KEY}`: train with ase_sbs.nequip.AttachSBS in the dataset transforms, or compile with "
-            "--target ase (b and λ fixed)"
-        )
-    if SBS_STRENGTH_KEY not in data:
-        b = data[SBS_OBJECT_KEY]
-        data[SBS_STRENGTH_KEY] = torch.zeros((b.shape[0], 1), dtype=b.dtype, device=b.device)
-    return data
-
-
-def _sbs_data_settings(data):
-    return _with_sbs_fields(single_frame_data_settings(data))
-
-
-def _sbs_batched_data_settings(data):
-    return batched_data_settings(_with_sbs_fields(data))
-
-
-register_compile_targets({
-    SBS_COMPILE_TARGET: {
-        "input": PAIR_NEQUIP_INPUTS + [SBS_OBJECT_KEY, SBS_STRENGTH_KEY],
-        "output": ASE_OUTPUTS,
-        "batch_map_settings": single_frame_batch_map_settings,
-        "data_settings": _sbs_data_settings,
-    },
-    # batched frames, each with its own b and λ (for batched relaxation engines)
-    SBS_BATCH_COMPILE_TARGET: {
-        "input": BATCH_INPUTS + [SBS_OBJECT_KEY, SBS_STRENGTH_KEY],
-        "output": ASE_OUTPUTS,
-        "batch_map_settings": lambda batch_map: batch_map,
-        "data_settings": _sbs_batched_data_settings,
-    },
-})
-
+from ._targets import SBS_BATCH_COMPILE_TARGET, SBS_COMPILE_TARGET  # noqa: F401  (registers them)
 
 class SBSNequIPCalculator(NequIPCalculator):
     """``NequIPCalculator`` that adds ``sbs_object`` b and ``sbs_strength`` λ (eV) to the
