@@ -233,3 +233,27 @@ def test_models_run_on_cuda(distorted):
         assert abs(out["total_energy"].detach().cpu().numpy().reshape(-1) - e).max() < 1e-9
         assert abs(out["forces"].detach().cpu().numpy() - f).max() < 1e-9
         model.to("cpu")
+
+
+def test_nequip_train_refuses_data_without_the_model_irreps(tmp_path):
+    """End to end: the example config with sbs_irreps the data do not carry stops while
+    the data are loaded, before any training step, with the SBSInputError message."""
+    import os
+    import subprocess
+
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    frame = read(EXAMPLES / "BaTiO3_cubic.cif")
+    frame.info["sbs_object"] = np.array([0.0, 0.0, 1.0])
+    frame.arrays["sbs_displacements"] = np.zeros((len(frame), 3))
+    frame.calc = SinglePointCalculator(frame, energy=-40.0)
+    write(tmp_path / "train.extxyz", [frame], format="extxyz")
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLES.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(
+        ["nequip-train", "-cp", str(EXAMPLES / "nequip"), "-cn", "batio3_sbs_gnn", f"data_dir={tmp_path}",
+         "sbs_irreps=1o+2e", f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "SBSInputError: a frame's `sbs_object` has 3 components but the configured SBS irreps" in proc.stderr
+    assert not (tmp_path / "run" / "last.ckpt").exists()
