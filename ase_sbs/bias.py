@@ -63,6 +63,12 @@ class BiasDescriptor(torch.nn.Module):
             self.tp3 = o3.FullyConnectedTensorProduct(every, self.irreps_a, self.irreps_out)
         for p in self.parameters():
             p.requires_grad_(False)
+        # one spherical-harmonics module, evaluated by e3nn's plain Python polynomials (no
+        # TorchScript), so the descriptor traces identically for any graph size (nequip-compile)
+        from e3nn.o3._spherical_harmonics import _spherical_harmonics
+
+        self.sh = o3.SphericalHarmonics(self.irreps_sh, normalize=True, normalization="component")
+        self.sh.sph_func = _spherical_harmonics
         self.register_buffer("centres", torch.linspace(0.8, self.cutoff * 0.9, n_radial, dtype=torch.float64))
         self.register_buffer("species_phase", torch.rand(2, n_radial, generator=gen, dtype=torch.float64) * 2 * np.pi)
         self.width = self.cutoff / n_radial
@@ -80,6 +86,17 @@ class BiasDescriptor(torch.nn.Module):
         ``edge_src`` the index i, ``graph`` the graph of each atom (default: one graph).
         With ``per_atom`` the per-atom terms D_i = out_i, (n_atoms, dim): equivariant
         and permutation-covariant, for per-atom objects (supercells)."""
+        out = self.atom_features(vectors, edge_src, z_src, z_dst, n_atoms)
+        if per_atom:
+            return out
+        if graph is None:
+            return out.sum(dim=0, keepdim=True)
+        D = torch.zeros(n_graphs, out.shape[1], dtype=out.dtype, device=vectors.device)
+        return D.index_add(0, graph, out)
+
+    def atom_features(self, vectors: torch.Tensor, edge_src: torch.Tensor, z_src: torch.Tensor,
+                      z_dst: torch.Tensor, n_atoms: int) -> torch.Tensor:
+        """Per-atom terms out_i (n_atoms, dim) with D = Σ_i out_i."""
         from e3nn import o3
 
         dtype = vectors.dtype
@@ -89,12 +106,11 @@ class BiasDescriptor(torch.nn.Module):
         cutoff = 0.5 * (torch.cos(np.pi * r / self.cutoff) + 1.0) * (r < self.cutoff)
         radial = radial * cutoff[:, None]
         weights = radial * self.species_weights(z_src, z_dst).to(dtype)  # (E, C)
-        with float64_default():
-            sh = o3.spherical_harmonics(self.irreps_sh, vectors, normalize=True, normalization="component")
+        sh = self.sh(vectors)
         pieces, offset = [], 0
         for _, ir in self.irreps_sh:
             d = ir.dim
-            pieces.append((weights[:, :, None] * sh[:, None, offset : offset + d]).reshape(len(r), -1))
+            pieces.append((weights[:, :, None] * sh[:, None, offset : offset + d]).flatten(1))
             offset += d
         edge_features = torch.cat(pieces, dim=1)
         A = torch.zeros(n_atoms, edge_features.shape[1], dtype=dtype, device=vectors.device)
@@ -103,13 +119,7 @@ class BiasDescriptor(torch.nn.Module):
         # E_sb / N) stay bounded however much the structure is compressed
         count = torch.ones(n_atoms, dtype=dtype, device=vectors.device).index_add(0, edge_src, cutoff)
         A = A / count[:, None]
-        out = self.linear(A) + self.tp2(A, A) + self.tp3(self.tp2_mid(A, A), A)
-        if per_atom:
-            return out
-        if graph is None:
-            return out.sum(dim=0, keepdim=True)
-        D = torch.zeros(n_graphs, out.shape[1], dtype=dtype, device=vectors.device)
-        return D.index_add(0, graph, out)
+        return self.linear(A) + self.tp2(A, A) + self.tp3(self.tp2_mid(A, A), A)
 
 
 @dataclass(frozen=True)

@@ -76,10 +76,13 @@ def _nequip(path: str, device: str) -> Potential:
         from nequip.integrations.ase import NequIPCalculator
 
     try:
-        if path.endswith(".pt2") or path.endswith(".pth"):
+        if path.endswith(".pth"):
             calc = NequIPCalculator.from_compiled_model(path, device=device)
         else:
-            calc = NequIPCalculator._from_saved_model(path, device=device)
+            # NequIPCalculator, or for models that take SBS inputs SBSNequIPCalculator with λ = 0
+            from .nequip.calculator import load_calculator
+
+            calc = load_calculator(path, device=device)
     except Exception as exc:
         raise SBSInputError(f"{path}: cannot load it as a NequIP model ({type(exc).__name__}: {exc})") from exc
     return Potential(calc, os.path.basename(path), None)

@@ -1,0 +1,95 @@
+"""NequIP's ASE calculator with SBS inputs, and the ``ase_sbs`` compile target.
+
+``nequip-compile --mode aotinductor --target ase_sbs`` exports a model whose inputs are
+NequIP's ASE inputs plus ``sbs_object`` and ``sbs_strength``, so one compiled file serves
+every b and λ; :class:`SBSNequIPCalculator` feeds them from its own settings or from
+``atoms.info``. A model compiled with NequIP's standard ``--target ase`` uses the
+b and λ fixed at build time and runs in the stock ``NequIPCalculator``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from nequip.data import AtomicDataDict
+from nequip.integrations.ase import NequIPCalculator
+
+from ..errors import SBSInputError
+from ._keys import SBS_OBJECT_KEY, SBS_STRENGTH_KEY
+from ._targets import SBS_BATCH_COMPILE_TARGET, SBS_COMPILE_TARGET  # noqa: F401  (registers them)
+
+class SBSNequIPCalculator(NequIPCalculator):
+    """``NequIPCalculator`` that adds ``sbs_object`` b and ``sbs_strength`` λ (eV) to the
+    model input: ``atoms.info['sbs_object']`` / ``['sbs_strength']`` when present, else
+    the values given here (λ = 0 when none: the unbiased model).
+
+    Load a model compiled with ``--target ase_sbs`` with
+    ``SBSNequIPCalculator.from_compiled_model(path, sbs_object=..., sbs_strength=...)``,
+    or a package/checkpoint with ``SBSNequIPCalculator._from_saved_model(...)``.
+    """
+
+    @classmethod
+    def _get_aoti_compile_target(cls):
+        from nequip.scripts._compile_utils import COMPILE_TARGET_DICT
+
+        return COMPILE_TARGET_DICT[SBS_COMPILE_TARGET]
+
+    def __init__(self, model, device, sbs_object=None, sbs_strength: float = 0.0, **kwargs):
+        """``sbs_object``: default b (numbers, or None: every atoms must carry one in info);
+        ``sbs_strength``: default λ in eV."""
+        super().__init__(model, device, **kwargs)
+        self.sbs_object = None if sbs_object is None else np.asarray(sbs_object, dtype=np.float64).reshape(-1)
+        self.sbs_strength = float(sbs_strength)
+
+    def atoms_to_data(self, atoms):
+        data = super().atoms_to_data(atoms)
+        b = atoms.info.get(SBS_OBJECT_KEY, self.sbs_object)
+        if b is None:
+            raise SBSInputError(f"no SBS object: give sbs_object= to the calculator or atoms.info['{SBS_OBJECT_KEY}']")
+        lam = float(atoms.info.get(SBS_STRENGTH_KEY, self.sbs_strength))
+        dtype = data[AtomicDataDict.POSITIONS_KEY].dtype
+        data[SBS_OBJECT_KEY] = torch.as_tensor(np.asarray(b, dtype=np.float64).reshape(1, -1), dtype=dtype,
+                                               device=self.device)
+        data[SBS_STRENGTH_KEY] = torch.full((1, 1), lam, dtype=dtype, device=self.device)
+        return data
+
+
+def compiled_metadata(path: str) -> dict:
+    """The metadata stored in an AOTInductor-compiled NequIP model (``*.nequip.pt2``)."""
+    return dict(torch._inductor.aoti_load_package(str(path)).get_metadata())
+
+
+def load_calculator(path: str, device="cpu", sbs_object=None, sbs_strength: float = 0.0):
+    """An ASE calculator for a NequIP model file (package, checkpoint or compiled).
+
+    Models that take b and λ as inputs (packages and checkpoints of ase_sbs models, files
+    compiled with ``--target ase_sbs``) get :class:`SBSNequIPCalculator` with the given
+    b and λ (b = 0 and λ = 0 by default: the unbiased model); every other model gets
+    NequIP's own ``NequIPCalculator`` (a biased model compiled with ``--target ase``
+    keeps the b and λ fixed at build time).
+    """
+    from nequip.utils.aoti_metadata import NEQUIP_AOTI_INPUTS_KEY, parse_aoti_keys
+    from e3nn import o3
+
+    from .modules import SBS_IRREPS_METADATA_KEY
+
+    path = str(path)
+    if not path.endswith(".pt2"):
+        calc = SBSNequIPCalculator._from_saved_model(path, device=device, sbs_object=sbs_object,
+                                                     sbs_strength=sbs_strength)
+        irreps = calc.model.metadata.get(SBS_IRREPS_METADATA_KEY)
+        if irreps is None:  # a plain NequIP model: no SBS fields to feed
+            return NequIPCalculator(calc.model, device=device, transforms=calc.transforms)
+        if calc.sbs_object is None:
+            calc.sbs_object = np.zeros(o3.Irreps(irreps).dim)
+        return calc
+    meta = compiled_metadata(path)
+    inputs = parse_aoti_keys(meta[NEQUIP_AOTI_INPUTS_KEY]) if NEQUIP_AOTI_INPUTS_KEY in meta else []
+    if SBS_OBJECT_KEY not in inputs:
+        return NequIPCalculator.from_compiled_model(path, device=device)
+    if sbs_object is None:
+        if SBS_IRREPS_METADATA_KEY not in meta:
+            raise SBSInputError(f"{path} takes an SBS object but does not record its irreps: give sbs_object")
+        sbs_object = np.zeros(o3.Irreps(meta[SBS_IRREPS_METADATA_KEY]).dim)
+    return SBSNequIPCalculator.from_compiled_model(path, device=device, sbs_object=sbs_object,
+                                                   sbs_strength=sbs_strength)
