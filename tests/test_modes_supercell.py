@@ -90,6 +90,8 @@ def test_supercell_round_trip_splits_beyond_k0_into_supercell_channels(setup):
         assert got[tilt_channel.label].kstar == "R" and got[m_channel.label].kstar == "M"
         assert got[tilt_channel.label].isotropy_name == "I4/mcm (140)"
         assert dec.as_dict()["beyond_k0_modes"][0]["kstar"] in ("R", "M")
+        # the stabilizer of the whole distortion in G is the child's space group (spglib)
+        assert dec.child_symmetry.startswith(dec.supercell_isotropy_name)
 
 
 def test_a_supercell_too_large_for_the_enumeration_keeps_one_beyond_entry_with_a_note(setup):
