@@ -50,7 +50,7 @@ def test_supercell_round_trip_splits_beyond_k0_into_supercell_channels(setup):
     tilt_channel = _channel_of(schannels, tilt)
     m_channel = next(c for c in schannels if c.label.startswith("M-") and c.dimension * c.multiplicity == 3
                      and c.sources == ("displacement",) and c is not tilt_channel)
-    for trial in range(10):
+    for trial in range(20):
         a = {"T1u": rng.uniform(0.02, 0.1), "Eg": rng.uniform(0.01, 0.05),
              tilt_channel.label: rng.uniform(0.05, 0.15), m_channel.label: rng.uniform(0.01, 0.06)}
         # k = 0: a random unit vector of T1u (polar) and of Eg (strain) in the parent cell
