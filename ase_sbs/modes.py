@@ -758,7 +758,8 @@ def _supercell_breakdown(m: Match, residual: np.ndarray, beyond: float, symprec:
     entries.sort(key=lambda x: -x.amplitude_A)
     u = np.zeros((N, 3))
     u[order] = m.displacement
-    whole = np.concatenate([u.ravel(), np.sqrt(n) * m.strain_length * np.einsum("aij,ij->a", STRAIN_BASIS, m.strain)])
+    strain = np.sqrt(n) * m.strain_length * np.einsum("aij,ij->a", STRAIN_BASIS, m.strain)
+    whole = np.concatenate([u.ravel(), strain])
     return tuple(entries), None, _stabilizer_name(sg, whole, tol)
 
 
