@@ -36,6 +36,18 @@ k = 0". Exactly: Σ_Γ a_Γ² + a_beyond² = total², and the part that breaks t
 symmetry is breaking² = total² − a_{A1}² (A1 the identity channel), which is the
 distance to the parent group of :mod:`ase_sbs.approx`.
 
+**Beyond k = 0 on a supercell.** When the child holds n > 1 parent cells, the
+beyond-k=0 entry is broken down further (``ModeDecomposition.beyond_modes``) into the
+channels of G = parent space group / child-lattice translations
+(:mod:`ase_sbs.supercell`, which builds G, its channels and their isotropy subgroups):
+with r_i = u_i − u^{k=0}_{j(i)} (no k = 0 component), a_c = |P_c r| / √n, so
+Σ_c a_c² = a_beyond² and the k = 0 amplitudes together with these still add in
+quadrature to the total. Each entry carries its k-star, the isotropy subgroup of its
+component (stabilizer in G, |g·v − v|/√n ≤ symprec), and, for channels of dimension
+× multiplicity ≤ 3, the channel's isotropy subgroups with one-dimensional fixed space.
+A parent that is not primitive or a supercell too large for the enumeration keeps
+the single beyond-k=0 entry, with a note saying why.
+
 **Order parameter.** A channel Γ with m copies of a real irrep of dimension d is
 expressed in a canonical basis: Γ's copy inside the smallest O(3) irreps ``lp`` that
 contains it (for ``1o``, Cartesian x, y, z in the parent's axes). With orthonormal
@@ -417,6 +429,12 @@ class ModeAmplitude:
             single order-parameter direction).
         isotropy: stabilizer of the component in the parent's point group (indices).
         isotropy_name: its space-group (crystals) or point-group (molecules) type.
+        kstar: ``Γ`` for the parent cell's channels (crystals), the star's name (X, M, R,
+            or a representative k) for a supercell channel, None otherwise.
+        k_vectors: a supercell channel's k-vectors (fractions of the parent's
+            reciprocal basis).
+        channel_isotropy_subgroups: a supercell channel's isotropy subgroups with a
+            one-dimensional fixed space (up to conjugacy), when cheap to list.
     """
 
     label: str
@@ -429,6 +447,9 @@ class ModeAmplitude:
     isotropy: tuple[int, ...] | None = None
     isotropy_name: str | None = None
     isotropy_point_group: str | None = None
+    kstar: str | None = None
+    k_vectors: tuple[tuple[str, str, str], ...] | None = None
+    channel_isotropy_subgroups: tuple[str, ...] | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -441,6 +462,10 @@ class ModeAmplitude:
             "direction_rank": self.direction_rank,
             "isotropy_subgroup": self.isotropy_name,
             "isotropy_point_group": self.isotropy_point_group,
+            "kstar": self.kstar,
+            "k_vectors": [list(k) for k in self.k_vectors] if self.k_vectors is not None else None,
+            "channel_isotropy_subgroups": (list(self.channel_isotropy_subgroups)
+                                           if self.channel_isotropy_subgroups is not None else None),
         }
 
 
@@ -455,7 +480,10 @@ class ModeDecomposition:
     Wyckoff coordinates): it is the distance to the parent's group. ``isotropy_name``
     is the stabilizer of the k = 0 part (the intersection of the channels' isotropy
     subgroups); a child whose distortion lies beyond k = 0 has lower symmetry
-    (``child_symmetry``).
+    (``child_symmetry``). ``beyond_modes`` splits the beyond-k=0 entry into the
+    supercell group's channels (their amplitudes add in quadrature to it);
+    ``beyond_note`` says why it was not split; ``supercell_isotropy_name`` is the
+    stabilizer of the whole distortion in that group.
     """
 
     match: Match
@@ -466,6 +494,9 @@ class ModeDecomposition:
     isotropy_point_group: str | None
     child_symmetry: str
     threshold_A: float
+    beyond_modes: tuple[ModeAmplitude, ...] = ()
+    beyond_note: str | None = None
+    supercell_isotropy_name: str | None = None
 
     def mode(self, label: str) -> ModeAmplitude:
         return next(m for m in self.modes if m.label == label)
@@ -489,6 +520,9 @@ class ModeDecomposition:
             "isotropy_point_group": self.isotropy_point_group,
             "threshold_A": self.threshold_A,
             "modes": [x.as_dict() for x in self.modes],
+            "beyond_k0_modes": [x.as_dict() for x in self.beyond_modes],
+            "beyond_k0_note": self.beyond_note,
+            "supercell_isotropy_subgroup": self.supercell_isotropy_name,
         }
 
 
@@ -564,7 +598,8 @@ def _subgroup_name(sym: Symmetry, elements) -> tuple[str, str]:
 
 def decompose(child: Atoms, parent, symprec: float = 1e-3, threshold: float = 1e-6,
               channels: list[DistortionChannel] | None = None,
-              max_strain: float = 0.3, max_displacement: float | None = None) -> ModeDecomposition:
+              max_strain: float = 0.3, max_displacement: float | None = None, supercell: bool = True,
+              supercell_channels: tuple | None = None) -> ModeDecomposition:
     """Symmetry-mode decomposition of ``child`` relative to ``parent`` (module docstring).
 
     Args:
@@ -574,6 +609,10 @@ def decompose(child: Atoms, parent, symprec: float = 1e-3, threshold: float = 1e
             stabilizers: s fixes a component c when |ρ(s)c − c| ≤ symprec.
         threshold: amplitudes (Å) above it count as present (direction, isotropy).
         channels: ``distortion_channels`` of the parent when already computed.
+        supercell: split the beyond-k=0 part of a supercell child into the channels of
+            the parent's space group modulo the child's lattice (module docstring).
+        supercell_channels: ``(SupercellGroup, its distortion_channels)`` when already
+            computed; used when its lattice is the child's, else rebuilt.
     """
     m = match(child, parent, symprec=symprec, max_strain=max_strain, max_displacement=max_displacement)
     psym = m.parent
@@ -611,7 +650,8 @@ def decompose(child: Atoms, parent, symprec: float = 1e-3, threshold: float = 1e
             stabs.append(set(iso))
             name, pg = _subgroup_name(psym, iso)
             direction, rank = _direction(c, ch, rho, mats)
-        modes.append(ModeAmplitude(ch.label, amp, disp, strain, ch.o3_irreps, direction, rank, iso, name, pg))
+        modes.append(ModeAmplitude(ch.label, amp, disp, strain, ch.o3_irreps, direction, rank, iso, name, pg,
+                                   kstar="Γ" if psym.periodic else None))
     beyond = float(np.sqrt(np.linalg.norm(w - covered) ** 2 + (residual**2).sum() / m.n_cells))
     modes.append(ModeAmplitude(BEYOND_K0 if psym.periodic else RIGID_RESIDUAL, beyond, beyond, 0.0))
     modes.sort(key=lambda x: -x.amplitude_A)
@@ -621,13 +661,106 @@ def decompose(child: Atoms, parent, symprec: float = 1e-3, threshold: float = 1e
     breaking = float(np.sqrt(max(total**2 - ident, 0.0)))
     whole = set(range(psym.order)).intersection(*stabs) if stabs else set(range(psym.order))
     iso_name, iso_pg = _subgroup_name(psym, sorted(whole))
+    beyond_modes, note, sc_iso = (), None, None
+    if psym.periodic and m.n_cells > 1 and supercell:
+        beyond_modes, note, sc_iso = _supercell_breakdown(m, residual, beyond, symprec, threshold, supercell_channels)
     try:
         csym = detect_symmetry(child, symprec=symprec)
         child_name = csym.name()
     except SBSInputError as exc:
         child_name = f"undetermined ({exc})"
     return ModeDecomposition(match=m, modes=modes, total_A=total, breaking_A=breaking, isotropy_name=iso_name,
-                             isotropy_point_group=iso_pg, child_symmetry=child_name, threshold_A=threshold)
+                             isotropy_point_group=iso_pg, child_symmetry=child_name, threshold_A=threshold,
+                             beyond_modes=beyond_modes, beyond_note=note, supercell_isotropy_name=sc_iso)
+
+# ----------------------------------------------------------------------------------
+# beyond k = 0 on a supercell
+
+
+def _same_lattice(sg, Lp: np.ndarray, H: np.ndarray) -> bool:
+    """True when ``sg`` is built on this parent cell and on the lattice of H Lp."""
+    if np.abs(np.asarray(sg.parent.atoms.cell, dtype=float) - Lp).max() > 1e-6:
+        return False
+    X = H @ np.linalg.inv(sg.matrix)
+    return bool(np.allclose(X, np.round(X), atol=1e-8) and round(abs(np.linalg.det(X))) == 1)
+
+
+def _onto_supercell(reference: Atoms, sg) -> np.ndarray | None:
+    """order[i] = the atom of ``sg.atoms`` that reference atom i sits on, after one rigid
+    translation of the reference (it differs from G's origin by the match's shift)."""
+    Ls = np.asarray(sg.atoms.cell, dtype=float)
+    inv = np.linalg.inv(Ls)
+    zr, zs = reference.numbers, sg.atoms.numbers
+    rp, sp = reference.positions, sg.atoms.positions
+    same = zr[:, None] == zs[None]
+    for j in np.flatnonzero(zs == zr[0]):
+        d = (rp - (rp[0] - sp[j]))[:, None, :] - sp[None]
+        f = d @ inv
+        dist = np.linalg.norm((f - np.round(f)) @ Ls, axis=-1)
+        dist[~same] = np.inf
+        hit = dist.argmin(axis=1)
+        if dist[np.arange(len(rp)), hit].max() < 1e-5 and len(set(hit.tolist())) == len(rp):
+            return hit
+    return None
+
+
+def _stabilizer_name(sg, v: np.ndarray, tol: float) -> str | None:
+    """Space-group type of {g ∈ G : |g·v − v| ≤ tol} (the group it generates)."""
+    moved = np.array([np.linalg.norm(sg.act_distortion(g, v) - v) for g in range(sg.order)])
+    num, symbol = sg.spacegroup_of(sg.group.generate(np.flatnonzero(moved <= tol).tolist()))
+    return f"{symbol} ({num})" if num is not None else None
+
+
+def _supercell_breakdown(m: Match, residual: np.ndarray, beyond: float, symprec: float, threshold: float,
+                         cache: tuple | None):
+    """(entries, note, isotropy of the whole distortion in G): the beyond-k=0 part of a
+    supercell child in the channels of :mod:`ase_sbs.supercell` (module docstring)."""
+    from . import supercell as sc
+
+    psym = m.parent
+    H = m.supercell if np.linalg.det(m.supercell) > 0 else -m.supercell
+    Lp = np.asarray(psym.atoms.cell, dtype=float)
+    try:
+        if cache is not None and _same_lattice(cache[0], Lp, H):
+            sg, chans = cache
+        else:
+            sg = sc.supercell_group(psym.atoms, H, symprec=psym.symprec)
+            chans = sc.distortion_channels(sg)
+    except SBSInputError as exc:
+        return (), f"beyond k=0 not split into supercell channels: {exc}", None
+    order = _onto_supercell(m.reference, sg)
+    if order is None:
+        return (), "beyond k=0 not split into supercell channels: the parent supercell does not map onto itself", None
+    n, N = m.n_cells, len(sg.atoms)
+    r = np.zeros((N, 3))
+    r[order] = residual
+    q = np.concatenate([r.ravel(), np.zeros(6)])
+    tol = symprec * np.sqrt(n)  # components are per supercell, amplitudes per parent cell
+    entries = []
+    for ch in chans:
+        if ch.label.startswith("Γ"):
+            continue  # r has no k = 0 part (the parent's channels hold it)
+        c = ch.basis.T @ q
+        amp = float(np.linalg.norm(c) / np.sqrt(n))
+        iso = chan_iso = None
+        if amp > threshold:
+            iso = _stabilizer_name(sg, ch.basis @ c, tol)
+            if ch.dimension * ch.multiplicity <= 3:
+                try:
+                    chan_iso = tuple(k.name for k in sc.isotropy_subgroups(sg, ch))
+                except SBSInputError:
+                    chan_iso = None
+        entries.append(ModeAmplitude(ch.label, amp, amp, 0.0, isotropy_name=iso, kstar=ch.label.split("-")[0],
+                                     k_vectors=ch.kstar, channel_isotropy_subgroups=chan_iso))
+    rest = float(np.sqrt(max(beyond**2 - sum(e.amplitude_A**2 for e in entries), 0.0)))
+    if rest > threshold:  # what the parent cell cannot hold but r does not carry (a centring)
+        entries.append(ModeAmplitude(BEYOND_K0 + " (not in supercell channels)", rest, rest, 0.0))
+    entries.sort(key=lambda x: -x.amplitude_A)
+    u = np.zeros((N, 3))
+    u[order] = m.displacement
+    strain = np.sqrt(n) * m.strain_length * np.einsum("aij,ij->a", STRAIN_BASIS, m.strain)
+    whole = np.concatenate([u.ravel(), strain])
+    return tuple(entries), None, _stabilizer_name(sg, whole, tol)
 
 
 def describe_modes(dec: ModeDecomposition, all_channels: bool = False) -> str:
@@ -655,6 +788,16 @@ def describe_modes(dec: ModeDecomposition, all_channels: bool = False) -> str:
                      x.o3_irreps, direction, x.isotropy_name])
     lines.append(format_table(["channel", "amplitude (Å)", "displacement (Å)", "strain", "O(3)",
                                "order-parameter direction", "isotropy subgroup"], rows))
+    if dec.beyond_modes:
+        lines += ["", f"beyond k=0 in the channels of {m.parent.name().split(',')[0]} modulo the child's lattice "
+                  f"(amplitudes per parent cell; isotropy of the whole distortion {dec.supercell_isotropy_name}):"]
+        rows = [[x.label, x.kstar or "-", f"{x.amplitude_A:.6f}", x.isotropy_name or "-",
+                 ", ".join(x.channel_isotropy_subgroups) if x.channel_isotropy_subgroups else "-"]
+                for x in dec.beyond_modes if all_channels or x.amplitude_A > dec.threshold_A]
+        lines.append(format_table(["channel", "k-star", "amplitude (Å)", "isotropy subgroup",
+                                   "channel's isotropy subgroups"], rows))
+    if dec.beyond_note:
+        lines += ["", dec.beyond_note]
     return "\n".join(lines)
 
 
