@@ -52,6 +52,19 @@ class SBSNequIPCalculator(NequIPCalculator):
                 raise SBSInputError(f"sbs_atom_object must have shape (n_atoms, dim), got {sbs_atom_object.shape}")
         self.sbs_atom_object = sbs_atom_object
 
+    def check_state(self, atoms, tol=1e-15):
+        """ASE's changes, plus ``sbs`` when the SBS inputs carried by the atoms changed
+        (ASE compares positions, cell, numbers only, so it would return a stale result)."""
+        changes = super().check_state(atoms, tol)
+        if self.atoms is not None and not changes:
+            old_new = [(self.atoms.arrays.get(SBS_ATOM_OBJECT_KEY), atoms.arrays.get(SBS_ATOM_OBJECT_KEY))]
+            old_new += [(self.atoms.info.get(k), atoms.info.get(k)) for k in (SBS_OBJECT_KEY, SBS_STRENGTH_KEY)]
+            for old, new in old_new:
+                if (old is None) != (new is None) or (
+                        old is not None and (np.shape(old) != np.shape(new) or not np.array_equal(old, new))):
+                    return changes + ["sbs"]
+        return changes
+
     def atoms_to_data(self, atoms):
         data = super().atoms_to_data(atoms)
         dtype = data[AtomicDataDict.POSITIONS_KEY].dtype
