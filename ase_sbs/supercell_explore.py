@@ -4,8 +4,9 @@ The protocol of :mod:`ase_sbs.relax` on a supercell (DESIGN §2, last item):
 
 1. parent: relax the primitive parent within its space group;
 2. group and channels on the supercell (:mod:`ase_sbs.supercell`);
-3. curvature of every channel at the parent (m Lanczos steps of central force
-   differences, step ``curvature_step`` Å);
+3. curvature of every channel at the parent (m Lanczos steps of Hessian-vector
+   products: exact by autograd for eager NequIP models and other torch potentials,
+   else central force differences, step ``curvature_step`` Å);
 4. targets: the isotropy subgroups with one-dimensional fixed space of the unstable
    channels (negative curvature), most unstable first, optionally only those at one
    k-star; or named space groups among all channels' isotropy subgroups;
@@ -190,6 +191,17 @@ def _hvp_autograd(energy, red: ReducedCell, u: np.ndarray, eps_dir: np.ndarray, 
     jv = jv.detach().numpy()
     n = len(red.atoms)
     return jv[: 3 * n].reshape(n, 3), jv[3 * n:]
+
+
+def torch_energy_of(calc):
+    """The torch potential E(positions, cell, numbers) behind an ASE calculator, for
+    autograd curvatures: eager NequIP models (``ase_sbs.nequip.energy``); None otherwise
+    (finite differences)."""
+    if not any(c.__name__ == "NequIPCalculator" for c in type(calc).__mro__):
+        return None
+    from .nequip.energy import energy_function
+
+    return energy_function(calc)
 
 
 def channel_curvature(sg: SupercellGroup, channel: SupercellChannel, calc, step: float = 0.01) -> tuple[float, ...]:
@@ -412,7 +424,8 @@ def explore_supercell(atoms: Atoms, calc="auto", supercell=None, kpoint=None, ta
     parent.calc = None
     sg = supercell_group(parent, supercell, symprec)
     channels = distortion_channels(sg)
-    channels = [c.with_curvature(channel_curvature(sg, c, pot.calc, curvature_step)) for c in channels]
+    curvature_calc = torch_energy_of(pot.calc) or pot.calc
+    channels = [c.with_curvature(channel_curvature(sg, c, curvature_calc, curvature_step)) for c in channels]
     selected = [c for c in channels if k is None or channel_matches_kpoint(c, k, sg)]
     if not selected:
         raise SBSInputError(f"no distortion channel of the supercell {np.asarray(supercell).tolist()} lies at k = {kpoint}")

@@ -69,6 +69,7 @@ def tilt_sbs():
 
 @pytest.fixture(scope="module")
 def models():
+    set_global_state()
     plain = build(sto_config())
     biased = sn.SBSBiasedModel(model=sto_config(), sbs_irreps="1o", per_atom=True, strength=0.0)
     return plain, biased
@@ -182,3 +183,28 @@ def test_per_atom_configuration_errors(tilt_sbs, models):
         a = atoms.copy()
         a.calc = calc
         a.get_potential_energy()
+
+
+def test_channel_curvature_by_autograd_through_a_nequip_model(tilt_sbs, models):
+    """The explorer's curvature of a NequIP model: Hessian-vector products by autograd
+    through the model's energy network equal central differences of its forces (the tilt
+    channel and the channel with most copies of SrTiO3 2×2×2)."""
+    from nequip.integrations.ase import NequIPCalculator
+
+    from ase_sbs.supercell import distortion_channels
+    from ase_sbs.supercell_explore import channel_curvature, torch_energy_of
+
+    from .test_supercell import _tilt_channel
+
+    plain, _ = models
+    calc = NequIPCalculator(plain.eval(), "cpu", transforms=type_transforms())
+    energy = torch_energy_of(calc)
+    assert energy is not None and torch_energy_of(object()) is None
+    sg = tilt_sbs[0].group
+    channels = distortion_channels(sg)
+    widest = max(channels, key=lambda c: c.multiplicity)
+    for c in (_tilt_channel(sg, channels), widest):
+        auto = np.array(channel_curvature(sg, c, energy))
+        fd = np.array(channel_curvature(sg, c, calc, step=1e-3))
+        assert len(auto) == c.multiplicity and np.abs(auto).max() > 1e-3
+        assert np.allclose(auto, fd, atol=1e-5 * max(1.0, np.abs(fd).max())), (c.label, auto, fd)
