@@ -18,12 +18,15 @@ from nequip.data import AtomicDataDict
 def energy_function(calc):
     """E(positions (N, 3), cell (3, 3), numbers (N,)) -> total energy (eV, scalar tensor)
     of the eager NequIP model of ``calc`` (``NequIPCalculator`` or subclass); None when
-    the calculator holds no eager NequIP model (compiled files: use finite differences)."""
+    the calculator holds no eager NequIP model (compiled files) or converts units: use
+    finite differences then."""
     model = getattr(calc, "model", None)
     inner = getattr(model, "model", None)
     func = getattr(inner, "func", None)
     if func is None or not hasattr(model, "is_graph_model") or not hasattr(calc, "atoms_to_data"):
         return None
+    if getattr(calc, "energy_units_to_eV", 1.0) != 1.0 or getattr(calc, "length_units_to_A", 1.0) != 1.0:
+        return None  # unit conversions: leave it to finite differences of the calculator's own results
     device = getattr(calc, "device", torch.device("cpu"))
 
     def energy(positions: torch.Tensor, cell: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
