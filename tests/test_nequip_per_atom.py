@@ -163,6 +163,30 @@ def test_per_atom_joint_equivariance(tilt_sbs, models, improper):
         assert abs(e_wrong - e).max() > 1e-6
 
 
+def test_per_atom_energy_is_invariant_under_the_supercell_group(tilt_sbs, models):
+    """g = (R, t) of G (parent-lattice translations included): atom π(i) of g·x sits at
+    R x_i + t and carries (g·b)_{π(i)} (PerAtomSBS.act); the biased model's energy is
+    unchanged, and a translation maps the tilt variant to another member of the orbit."""
+    B, _ = tilt_sbs
+    _, biased = models
+    sg = B.group
+    x = sg.atoms.copy()
+    x.rattle(0.04, seed=12)
+    b, lam = B.objects[0], 0.7
+    e, *_ = efs(biased, to_data(x, b, lam))
+    for g in list(sg.pure_translations[1:3]) + [5, 77, 200]:
+        p = sg.permutations[g]
+        y = x.copy()
+        y.positions[p] = x.positions @ sg.rotations[g].T + sg.translations[g]
+        b_g = B.act(g, b)
+        assert B.contains(b_g)
+        e_g, *_ = efs(biased, to_data(y, b_g, lam))
+        assert abs(e_g - e).max() < 1e-9
+    t = sg.pure_translations[1]
+    e_t, *_ = efs(biased, to_data(x, B.act(t, b), lam))  # the translated domain on the same x
+    assert abs(e_t - e).max() > 1e-6
+
+
 def test_per_atom_configuration_errors(tilt_sbs, models):
     B, atoms = tilt_sbs
     _, biased = models
