@@ -4,8 +4,9 @@ The protocol of :mod:`ase_sbs.relax` on a supercell (DESIGN §2, last item):
 
 1. parent: relax the primitive parent within its space group;
 2. group and channels on the supercell (:mod:`ase_sbs.supercell`);
-3. curvature of every channel at the parent (m Lanczos steps of central force
-   differences, step ``curvature_step`` Å);
+3. curvature of every channel at the parent (m Lanczos steps of Hessian-vector
+   products: exact by autograd for eager NequIP models and other torch potentials,
+   else central force differences, step ``curvature_step`` Å);
 4. targets: the isotropy subgroups with one-dimensional fixed space of the unstable
    channels (negative curvature), most unstable first, optionally only those at one
    k-star; or named space groups among all channels' isotropy subgroups;
@@ -153,15 +154,68 @@ def _gradient(calc, red: ReducedCell, q_red: np.ndarray, eps: np.ndarray, ell: f
     return -forces, g_strain
 
 
+def _is_torch_energy(calc) -> bool:
+    """A torch potential: a callable E(positions, cell, numbers) -> scalar tensor (eV),
+    not an ASE calculator."""
+    return callable(calc) and not hasattr(calc, "get_potential_energy") and not hasattr(calc, "calculate")
+
+
+def _hvp_autograd(energy, red: ReducedCell, u: np.ndarray, eps_dir: np.ndarray, ell: float) -> tuple[np.ndarray, np.ndarray]:
+    """d/dt at t = 0 of the gradient of :func:`_gradient` at (t u, t ε): the same Hessian
+    column as its central difference, exactly, by autograd (forward-over-reverse).
+
+    The gradient is (∂E_s/∂u_i, ∂E_s/∂δ_k) (E_s = copies · E of the reduced cell) with the strain δ_k S_k / ℓ composed on the
+    left of the current deformation, as the stress of an ASE calculator is."""
+    import torch
+
+    dtype = torch.float64
+    x0 = torch.as_tensor(red.atoms.positions, dtype=dtype)
+    c0 = torch.as_tensor(np.asarray(red.atoms.cell), dtype=dtype)
+    numbers = torch.as_tensor(red.atoms.numbers)
+    S = torch.as_tensor(STRAIN_BASIS, dtype=dtype) / ell
+    U = torch.as_tensor(u, dtype=dtype)
+    E = torch.as_tensor(eps_dir, dtype=dtype)
+    I3 = torch.eye(3, dtype=dtype)
+
+    def g_of_t(t):
+        q = t * U
+        delta = torch.zeros(len(S), dtype=dtype, requires_grad=True)
+        F = (I3 + torch.einsum("k,kij->ij", delta, S)) @ (I3 + t * E)
+        pos_leaf = torch.zeros_like(x0, requires_grad=True)  # ∂E/∂r of the deformed positions r
+        energy_red = energy((x0 + q) @ F.T + pos_leaf, c0 @ F.T, numbers)
+        g_pos, g_strain = torch.autograd.grad(energy_red, (pos_leaf, delta), create_graph=True)
+        # a supercell atom's force is its reduced-cell image's; the strain gradient is E_s = copies · E's
+        return torch.cat([g_pos.reshape(-1), red.copies * g_strain])
+
+    _, jv = torch.autograd.functional.jvp(g_of_t, torch.zeros((), dtype=dtype), torch.ones((), dtype=dtype))
+    jv = jv.detach().numpy()
+    n = len(red.atoms)
+    return jv[: 3 * n].reshape(n, 3), jv[3 * n:]
+
+
+def torch_energy_of(calc):
+    """The torch potential E(positions, cell, numbers) behind an ASE calculator, for
+    autograd curvatures: eager NequIP models (``ase_sbs.nequip.energy``); None otherwise
+    (finite differences)."""
+    if not any(c.__name__ == "NequIPCalculator" for c in type(calc).__mro__):
+        return None
+    from .nequip.energy import energy_function
+
+    return energy_function(calc)
+
+
 def channel_curvature(sg: SupercellGroup, channel: SupercellChannel, calc, step: float = 0.01) -> tuple[float, ...]:
     """Eigenvalues of the m×m Hessian block of ``channel`` at the parent (eV/Å²).
 
     By Schur's lemma H = C ⊗ I_d on the channel, so the Krylov space of any vector v
     of one irreducible copy has dimension m and H restricted to it has C's
     eigenvalues. Lanczos from a generic v of the first copy (in one arm of the star):
-    each step one central difference of the gradient (forces, and stress for strain)
-    along the current vector, with ``step`` Å of total displacement, projected onto
-    the channel."""
+    each step one Hessian-vector product projected onto the channel: for an ASE
+    calculator a central difference of the gradient (forces, and stress for strain)
+    along the current vector, with ``step`` Å of total displacement; for a torch
+    potential (``calc`` a callable E(positions (N, 3), cell (3, 3), numbers) -> eV,
+    float64 tensors, differentiable twice) the exact product by autograd
+    (``step`` unused)."""
     n = len(sg.atoms)
     # start in one arm ±k of the star: H keeps it there, and the translations with
     # k·T integer act trivially, so forces are evaluated in a cell that small
@@ -182,9 +236,13 @@ def channel_curvature(sg: SupercellGroup, channel: SupercellChannel, calc, step:
     def hess(v):
         u = v[: 3 * n].reshape(n, 3)[red.representatives]
         eps = np.einsum("k,kij->ij", v[3 * n:], STRAIN_BASIS) / ell
-        gp, sp = _gradient(calc, red, step * u, step * eps, ell)
-        gm, sm = _gradient(calc, red, -step * u, -step * eps, ell)
-        g = np.concatenate([((gp - gm) / (2 * step))[red.mapping].ravel(), (sp - sm) / (2 * step)])
+        if _is_torch_energy(calc):
+            hu, hs = _hvp_autograd(calc, red, u, eps, ell)
+            g = np.concatenate([hu[red.mapping].ravel(), hs])
+        else:
+            gp, sp = _gradient(calc, red, step * u, step * eps, ell)
+            gm, sm = _gradient(calc, red, -step * u, -step * eps, ell)
+            g = np.concatenate([((gp - gm) / (2 * step))[red.mapping].ravel(), (sp - sm) / (2 * step)])
         return B @ (B.T @ g)
 
     vs = [v0]
@@ -366,7 +424,8 @@ def explore_supercell(atoms: Atoms, calc="auto", supercell=None, kpoint=None, ta
     parent.calc = None
     sg = supercell_group(parent, supercell, symprec)
     channels = distortion_channels(sg)
-    channels = [c.with_curvature(channel_curvature(sg, c, pot.calc, curvature_step)) for c in channels]
+    curvature_calc = torch_energy_of(pot.calc) or pot.calc
+    channels = [c.with_curvature(channel_curvature(sg, c, curvature_calc, curvature_step)) for c in channels]
     selected = [c for c in channels if k is None or channel_matches_kpoint(c, k, sg)]
     if not selected:
         raise SBSInputError(f"no distortion channel of the supercell {np.asarray(supercell).tolist()} lies at k = {kpoint}")

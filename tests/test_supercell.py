@@ -301,3 +301,66 @@ def test_channel_curvature_matches_the_full_hessian(group, channels):
         assert np.allclose(np.sort(block), np.sort(expected), atol=1e-4 * max(1.0, np.abs(block).max()))
         checked += 1
     assert checked >= 15
+
+
+def _torch_lj(positions, cell, numbers, rc=5.0):
+    """A smooth, species-dependent pair potential in torch (eV): φ(r) = 4ε((σ/r)^12 − (σ/r)^6)
+    (1 − (r/r_c)²)³ for r < r_c, σ_ij = (s_i + s_j)/2; neighbours from ase at the current geometry."""
+    import torch
+    from ase import Atoms
+
+    from ase_sbs.bias import neighbour_list
+
+    atoms = Atoms(numbers=numbers.numpy(), positions=positions.detach().numpy(), cell=cell.detach().numpy(), pbc=True)
+    nb = neighbour_list(atoms, rc)
+    src, dst = torch.as_tensor(nb.src), torch.as_tensor(nb.dst)
+    vec = positions[dst] - positions[src] + torch.as_tensor(nb.shifts, dtype=positions.dtype) @ cell
+    r = vec.norm(dim=1)
+    s = 1.6 + 0.01 * numbers.to(positions.dtype)
+    sigma = 0.5 * (s[src] + s[dst])
+    x6 = (sigma / r) ** 6
+    return 0.5 * (4 * 0.05 * (x6 * x6 - x6) * (1 - (r / rc) ** 2) ** 3).sum()
+
+
+class _TorchEnergyCalculator:
+    """ASE calculator of a torch energy function (forces and stress by autograd)."""
+
+    def __new__(cls, energy):
+        import torch
+        from ase.calculators.calculator import Calculator, all_changes
+
+        class Calc(Calculator):
+            implemented_properties = ["energy", "forces", "stress"]
+
+            def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+                super().calculate(atoms, properties, system_changes)
+                pos = torch.tensor(self.atoms.positions, requires_grad=True)
+                cell = torch.tensor(np.asarray(self.atoms.cell))
+                eps = torch.zeros(3, 3, dtype=torch.float64, requires_grad=True)
+                F = torch.eye(3, dtype=torch.float64) + (eps + eps.T) / 2
+                e = energy(pos @ F.T, cell @ F.T, torch.as_tensor(self.atoms.numbers))
+                g_pos, g_eps = torch.autograd.grad(e, (pos, eps))
+                s = g_eps.numpy() / self.atoms.get_volume()
+                self.results = {"energy": float(e.detach()), "forces": -g_pos.numpy(),
+                                "stress": np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])}
+
+        return Calc()
+
+
+def test_channel_curvature_by_autograd_matches_finite_differences(group, channels):
+    """Hessian-vector products by autograd (a torch potential) against central force and
+    stress differences of the same potential (an ASE calculator), on the tilt channel, the
+    channel with most copies and the Γ channels that carry strain."""
+    from ase_sbs.supercell_explore import channel_curvature
+
+    calc = _TorchEnergyCalculator(_torch_lj)
+    tilt = _tilt_channel(group, channels)
+    widest = max(channels, key=lambda c: c.multiplicity)  # several copies: a real Lanczos run
+    chosen = [tilt, widest] + [c for c in channels if "strain" in c.sources]
+    assert len(chosen) == 5 and widest.multiplicity >= 3
+    for c in chosen:
+        auto = np.array(channel_curvature(group, c, _torch_lj))
+        fd = np.array(channel_curvature(group, c, calc, step=1e-3))
+        assert len(auto) == len(fd) == c.multiplicity
+        assert np.abs(auto).max() > 1e-3
+        assert np.allclose(auto, fd, atol=1e-5 * max(1.0, np.abs(fd).max()), rtol=1e-5), (c.label, auto, fd)

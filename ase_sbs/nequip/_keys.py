@@ -10,11 +10,12 @@ Per atom (node fields, shape ``(n_atoms, ...)``):
 
 - ``sbs_displacements`` (n_atoms, 3) : the per-atom displacement vectors u_i (Å) that the
   SBS-conditioned GNN predicts (the paper's task: variant = parent + u).
-- ``sbs_atom_object``   (n_atoms, dim) : reserved for per-atom SBS objects b_i of
-  supercells (translation breaking, DESIGN §2): registered now so data carrying it
-  batches correctly; a per-atom object acts like the graph object broadcast to atoms,
-  b_{graph(i)} → b_i, in both the bias (e_i = −λ ⟨b_i, out_i⟩) and the GNN's initial
-  features. The modules in this package use the graph object only.
+- ``sbs_atom_object``   (n_atoms, dim) : per-atom SBS objects b_i of supercells
+  (translation breaking, DESIGN §2), in the same irreps basis; read by the biased wrapper
+  built with ``SBSBiasedModel(per_atom=True)`` (E_sb = −λ Σ_i ⟨b_i, D_i(x)⟩), attached by
+  ``AttachSBS(source="arrays")`` from ``atoms.arrays`` and fed by
+  ``SBSNequIPCalculator(sbs_atom_object=...)``. The SBS-conditioned GNN uses the graph
+  object only.
 
 Registering them makes NequIP's batching concatenate them per frame (per atom),
 ``frame_from_batched`` split them back, ``from_ase`` add the frame dimension when they are

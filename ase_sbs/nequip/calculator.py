@@ -15,13 +15,18 @@ from nequip.data import AtomicDataDict
 from nequip.integrations.ase import NequIPCalculator
 
 from ..errors import SBSInputError
-from ._keys import SBS_OBJECT_KEY, SBS_STRENGTH_KEY
+from ._keys import SBS_ATOM_OBJECT_KEY, SBS_OBJECT_KEY, SBS_STRENGTH_KEY
 from ._targets import SBS_BATCH_COMPILE_TARGET, SBS_COMPILE_TARGET  # noqa: F401  (registers them)
 
 class SBSNequIPCalculator(NequIPCalculator):
     """``NequIPCalculator`` that adds ``sbs_object`` b and ``sbs_strength`` λ (eV) to the
     model input: ``atoms.info['sbs_object']`` / ``['sbs_strength']`` when present, else
     the values given here (λ = 0 when none: the unbiased model).
+
+    Per-atom objects b_i (models built with ``SBSBiasedModel(per_atom=True)``) come from
+    ``atoms.arrays['sbs_atom_object']`` (n_atoms, dim) when present, else from
+    ``sbs_atom_object`` given here (n_atoms, dim); they are fed as the node field
+    ``sbs_atom_object`` (the per-frame b is then optional).
 
     Load a model compiled with ``--target ase_sbs`` with
     ``SBSNequIPCalculator.from_compiled_model(path, sbs_object=..., sbs_strength=...)``,
@@ -34,22 +39,54 @@ class SBSNequIPCalculator(NequIPCalculator):
 
         return COMPILE_TARGET_DICT[SBS_COMPILE_TARGET]
 
-    def __init__(self, model, device, sbs_object=None, sbs_strength: float = 0.0, **kwargs):
+    def __init__(self, model, device, sbs_object=None, sbs_strength: float = 0.0, sbs_atom_object=None, **kwargs):
         """``sbs_object``: default b (numbers, or None: every atoms must carry one in info);
-        ``sbs_strength``: default λ in eV."""
+        ``sbs_strength``: default λ in eV; ``sbs_atom_object``: default per-atom objects
+        (n_atoms, dim), for per-atom models."""
         super().__init__(model, device, **kwargs)
         self.sbs_object = None if sbs_object is None else np.asarray(sbs_object, dtype=np.float64).reshape(-1)
         self.sbs_strength = float(sbs_strength)
+        if sbs_atom_object is not None:
+            sbs_atom_object = np.asarray(sbs_atom_object, dtype=np.float64)
+            if sbs_atom_object.ndim != 2:
+                raise SBSInputError(f"sbs_atom_object must have shape (n_atoms, dim), got {sbs_atom_object.shape}")
+        self.sbs_atom_object = sbs_atom_object
+
+    def check_state(self, atoms, tol=1e-15):
+        """ASE's changes, plus ``sbs`` when the SBS inputs carried by the atoms changed
+        (ASE compares positions, cell, numbers only, so it would return a stale result)."""
+        changes = super().check_state(atoms, tol)
+        if self.atoms is not None and not changes:
+            old_new = [(self.atoms.arrays.get(SBS_ATOM_OBJECT_KEY), atoms.arrays.get(SBS_ATOM_OBJECT_KEY))]
+            old_new += [(self.atoms.info.get(k), atoms.info.get(k)) for k in (SBS_OBJECT_KEY, SBS_STRENGTH_KEY)]
+            for old, new in old_new:
+                if (old is None) != (new is None) or (
+                        old is not None and (np.shape(old) != np.shape(new) or not np.array_equal(old, new))):
+                    return changes + ["sbs"]
+        return changes
 
     def atoms_to_data(self, atoms):
         data = super().atoms_to_data(atoms)
-        b = atoms.info.get(SBS_OBJECT_KEY, self.sbs_object)
-        if b is None:
-            raise SBSInputError(f"no SBS object: give sbs_object= to the calculator or atoms.info['{SBS_OBJECT_KEY}']")
-        lam = float(atoms.info.get(SBS_STRENGTH_KEY, self.sbs_strength))
         dtype = data[AtomicDataDict.POSITIONS_KEY].dtype
-        data[SBS_OBJECT_KEY] = torch.as_tensor(np.asarray(b, dtype=np.float64).reshape(1, -1), dtype=dtype,
-                                               device=self.device)
+        b_atoms = atoms.arrays.get(SBS_ATOM_OBJECT_KEY, self.sbs_atom_object)
+        if b_atoms is not None:
+            b_atoms = np.asarray(b_atoms, dtype=np.float64)
+            if b_atoms.ndim != 2 or len(b_atoms) != len(atoms):
+                raise SBSInputError(
+                    f"per-atom SBS objects of shape {b_atoms.shape} for {len(atoms)} atoms: give one object per "
+                    f"atom, shape ({len(atoms)}, dim), in the same atom order"
+                )
+            data[SBS_ATOM_OBJECT_KEY] = torch.as_tensor(b_atoms, dtype=dtype, device=self.device)
+        b = atoms.info.get(SBS_OBJECT_KEY, self.sbs_object)
+        if b is None and b_atoms is None:
+            raise SBSInputError(
+                f"no SBS object: give sbs_object= (or sbs_atom_object= for per-atom models) to the calculator, "
+                f"or atoms.info['{SBS_OBJECT_KEY}'] (atoms.arrays['{SBS_ATOM_OBJECT_KEY}'])"
+            )
+        lam = float(atoms.info.get(SBS_STRENGTH_KEY, self.sbs_strength))
+        if b is not None:
+            data[SBS_OBJECT_KEY] = torch.as_tensor(np.asarray(b, dtype=np.float64).reshape(1, -1), dtype=dtype,
+                                                   device=self.device)
         data[SBS_STRENGTH_KEY] = torch.full((1, 1), lam, dtype=dtype, device=self.device)
         return data
 
@@ -59,7 +96,7 @@ def compiled_metadata(path: str) -> dict:
     return dict(torch._inductor.aoti_load_package(str(path)).get_metadata())
 
 
-def load_calculator(path: str, device="cpu", sbs_object=None, sbs_strength: float = 0.0):
+def load_calculator(path: str, device="cpu", sbs_object=None, sbs_strength: float = 0.0, sbs_atom_object=None):
     """An ASE calculator for a NequIP model file (package, checkpoint or compiled).
 
     Models that take b and λ as inputs (packages and checkpoints of ase_sbs models, files
@@ -76,7 +113,7 @@ def load_calculator(path: str, device="cpu", sbs_object=None, sbs_strength: floa
     path = str(path)
     if not path.endswith(".pt2"):
         calc = SBSNequIPCalculator._from_saved_model(path, device=device, sbs_object=sbs_object,
-                                                     sbs_strength=sbs_strength)
+                                                     sbs_strength=sbs_strength, sbs_atom_object=sbs_atom_object)
         irreps = calc.model.metadata.get(SBS_IRREPS_METADATA_KEY)
         if irreps is None:  # a plain NequIP model: no SBS fields to feed
             return NequIPCalculator(calc.model, device=device, transforms=calc.transforms)
@@ -92,4 +129,4 @@ def load_calculator(path: str, device="cpu", sbs_object=None, sbs_strength: floa
             raise SBSInputError(f"{path} takes an SBS object but does not record its irreps: give sbs_object")
         sbs_object = np.zeros(o3.Irreps(meta[SBS_IRREPS_METADATA_KEY]).dim)
     return SBSNequIPCalculator.from_compiled_model(path, device=device, sbs_object=sbs_object,
-                                                   sbs_strength=sbs_strength)
+                                                   sbs_strength=sbs_strength, sbs_atom_object=sbs_atom_object)

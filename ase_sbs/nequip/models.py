@@ -39,8 +39,8 @@ from nequip.utils import conditional_torchscript_mode, dtype_from_name, torch_de
 
 from ..bias import DEFAULT_CUTOFF
 from ..errors import SBSInputError
-from ._keys import SBS_DISPLACEMENTS_KEY, SBS_OBJECT_KEY, SBS_STRENGTH_KEY
-from .modules import SBS_IRREPS_METADATA_KEY, SBSBiasEnergy, SBSNodeEmbed
+from ._keys import SBS_ATOM_OBJECT_KEY, SBS_DISPLACEMENTS_KEY, SBS_OBJECT_KEY, SBS_STRENGTH_KEY
+from .modules import SBS_IRREPS_METADATA_KEY, SBS_PER_ATOM_METADATA_KEY, SBSBiasEnergy, SBSNodeEmbed
 
 _LOADERS = ("ModelFromPackage", "ModelFromCheckpoint")
 
@@ -105,7 +105,8 @@ def _build_inner(model, defaults: dict):
 def SBSBiasedModel(model, sbs_irreps: str, sbs_object: Optional[Sequence[float]] = None, strength: float = 0.0,
                    cutoff: Optional[float] = None, n_radial: int = 4, bias_seed: int = 0,
                    type_numbers: Optional[Sequence[int]] = None, model_dtype: Optional[str] = None,
-                   type_names: Optional[Sequence[str]] = None, seed: Optional[int] = None) -> GraphModel:
+                   type_names: Optional[Sequence[str]] = None, seed: Optional[int] = None,
+                   per_atom: bool = False) -> GraphModel:
     """Wrap a NequIP-framework model with the SBS bias E_sb = −λ ⟨b, D(x)⟩ (eV).
 
     E_total = E_model(x) + E_sb(x; b, λ); forces −∂E/∂x and stress (1/V) ∂E/∂ε of the
@@ -130,9 +131,19 @@ def SBSBiasedModel(model, sbs_irreps: str, sbs_object: Optional[Sequence[float]]
             at build time instead of a dtype clash inside training).
         seed: passed to a wrapped builder that has none (the bias itself is fixed by
             ``bias_seed``).
+        per_atom: per-atom objects b_i (supercells, translation breaking): every frame
+            carries ``sbs_atom_object`` (n_atoms, dim(sbs_irreps)) and
+            E_sb = −λ Σ_i ⟨b_i, D_i(x)⟩, equal to ``ase_sbs.bias.evaluate_bias`` with
+            objects of shape (n_atoms, dim). No default object then (``sbs_object``
+            must be None); ``strength`` stays the default λ.
     """
     sbs_irreps = parse_irreps(sbs_irreps)
     dim = o3.Irreps(sbs_irreps).dim
+    if per_atom and sbs_object is not None:
+        raise SBSInputError(
+            "SBSBiasedModel(per_atom=True) takes its per-atom objects from the data (`sbs_atom_object`, one per "
+            "atom): drop `sbs_object` and attach them with AttachSBS(source=arrays) or the calculator"
+        )
     if sbs_object is not None and len(list(sbs_object)) != dim:
         raise SBSInputError(f"sbs_object has {len(list(sbs_object))} components but sbs_irreps {sbs_irreps} need {dim}")
     inner = _build_inner(model, {"seed": seed, "model_dtype": model_dtype, "type_names": type_names})
@@ -161,11 +172,11 @@ def SBSBiasedModel(model, sbs_irreps: str, sbs_object: Optional[Sequence[float]]
     # as NequIP's own builders: e3nn modules in plain Python (no TorchScript), so they trace for nequip-compile
     with conditional_torchscript_mode(False), torch_default_dtype(dtype_from_name(inner_dtype)):
         bias = SBSBiasEnergy(sbs_irreps, numbers, sbs_object, strength, cutoff, n_radial, bias_seed,
-                             irreps_in=core.func.irreps_out)
+                             per_atom=bool(per_atom), irreps_in=core.func.irreps_out)
         energy = SequentialGraphNetwork({"model": core.func, "sbs_bias": bias})
         fso = ForceStressOutput(energy, do_derivatives=bool(core.do_derivatives))
         fields = dict(fso.irreps_in)
-        fields.update({SBS_OBJECT_KEY: sbs_irreps, SBS_STRENGTH_KEY: "0e"})
+        fields.update({SBS_ATOM_OBJECT_KEY if per_atom else SBS_OBJECT_KEY: sbs_irreps, SBS_STRENGTH_KEY: "0e"})
         wrapped = GraphModel(
             model=fso,
             model_config={"model_dtype": inner_dtype, "type_names": inner_types, "r_max": r_max},
@@ -173,6 +184,8 @@ def SBSBiasedModel(model, sbs_irreps: str, sbs_object: Optional[Sequence[float]]
         )
     wrapped._metadata.update({k: v for k, v in inner._metadata.items() if k not in wrapped._metadata})
     wrapped._metadata[SBS_IRREPS_METADATA_KEY] = sbs_irreps
+    if per_atom:
+        wrapped._metadata[SBS_PER_ATOM_METADATA_KEY] = "1"
     return wrapped
 
 

@@ -16,9 +16,10 @@ from nequip.nn import GraphModuleMixin
 from nequip.nn.utils import with_edge_vectors_
 
 from ..bias import BiasDescriptor
-from ._keys import SBS_OBJECT_KEY, SBS_STRENGTH_KEY
+from ._keys import SBS_ATOM_OBJECT_KEY, SBS_OBJECT_KEY, SBS_STRENGTH_KEY
 
 SBS_IRREPS_METADATA_KEY = "sbs_irreps"  # model metadata (also in compiled files): the irreps of b
+SBS_PER_ATOM_METADATA_KEY = "sbs_per_atom"  # model metadata: "1" when b is per atom (sbs_atom_object)
 
 
 def _per_atom(values: torch.Tensor, data: AtomicDataDict.Type, n_atoms: int) -> torch.Tensor:
@@ -37,6 +38,15 @@ def _check_object(b: torch.Tensor, dim: int, irreps: str) -> None:
         )
 
 
+def _check_atom_object(b: torch.Tensor, dim: int, irreps: str, n_atoms: int) -> None:
+    if b.dim() != 2 or b.shape[0] != n_atoms or b.shape[1] != dim:
+        raise ValueError(
+            f"the data's `{SBS_ATOM_OBJECT_KEY}` has shape {tuple(b.shape)} but this per-atom SBS model needs "
+            f"({n_atoms}, {dim}): one object of irreps {irreps} (dimension {dim}) per atom; attach them with "
+            "ase_sbs.nequip.AttachSBS(irreps=..., source='arrays') or SBSNequIPCalculator(sbs_atom_object=...)"
+        )
+
+
 class SBSBiasEnergy(GraphModuleMixin, torch.nn.Module):
     """Adds E_sb = −λ ⟨b, D(x)⟩ (eV) to ``per_atom_energy`` and ``total_energy``.
 
@@ -48,23 +58,35 @@ class SBSBiasEnergy(GraphModuleMixin, torch.nn.Module):
     inputs carries its bias inside). Forces and stress follow from the enclosing
     ``ForceStressOutput`` by autograd, through positions and cell.
 
+    With ``per_atom`` the object is per atom (supercells, translation breaking): b_i from
+    the node field ``sbs_atom_object`` (n_atoms, dim), required in the data, and
+    E_sb = −λ Σ_i ⟨b_i, D_i(x)⟩ with D_i the same per-atom terms out_i
+    (``BiasDescriptor.forward(per_atom=True)``, as ``ase_sbs.bias.sb_energy``), so
+    e_i = −λ_{f(i)} ⟨b_i, out_i⟩. Joint symmetry: rotating x and every b_i by g and
+    permuting atoms together leaves E_sb unchanged.
+
     Args:
-        sbs_irreps: e3nn irreps of b.
+        sbs_irreps: e3nn irreps of b (of each b_i with ``per_atom``).
         type_numbers: atomic number Z of each model type (the descriptor's species weights).
         default_object: b used when the data carry none (zeros when None).
         default_strength: λ (eV) used when the data carry none.
         cutoff, n_radial, seed: of the descriptor (same values, same D as ``ase_sbs.bias``).
+        per_atom: read per-atom objects b_i from ``sbs_atom_object`` (no default object).
     """
 
     def __init__(self, sbs_irreps: str, type_numbers: Sequence[int], default_object: Optional[Sequence[float]] = None,
                  default_strength: float = 0.0, cutoff: float = 5.0, n_radial: int = 4, seed: int = 0,
-                 irreps_in=None):
+                 per_atom: bool = False, irreps_in=None):
         super().__init__()
         self.sbs_irreps = str(o3.Irreps(sbs_irreps).simplify())
         self.dim = o3.Irreps(self.sbs_irreps).dim
+        self.per_atom = bool(per_atom)
+        if self.per_atom and default_object is not None:
+            raise ValueError("per-atom SBS objects come from the data (`sbs_atom_object`): give no default_object")
+        object_key = SBS_ATOM_OBJECT_KEY if self.per_atom else SBS_OBJECT_KEY
         self._init_irreps(
             irreps_in=irreps_in,
-            my_irreps_in={SBS_OBJECT_KEY: self.sbs_irreps, SBS_STRENGTH_KEY: "0e"},
+            my_irreps_in={object_key: self.sbs_irreps, SBS_STRENGTH_KEY: "0e"},
             required_irreps_in=[AtomicDataDict.PER_ATOM_ENERGY_KEY, AtomicDataDict.TOTAL_ENERGY_KEY],
         )
         dtype = torch.get_default_dtype()
@@ -82,10 +104,21 @@ class SBSBiasEnergy(GraphModuleMixin, torch.nn.Module):
         n_atoms = AtomicDataDict.num_nodes(data)
         out = self.descriptor.atom_features(vectors, edge_index[0], torch.index_select(z, 0, edge_index[0]),
                                             torch.index_select(z, 0, edge_index[1]), n_atoms)
-        b = data[SBS_OBJECT_KEY] if SBS_OBJECT_KEY in data else self.default_object
         lam = data[SBS_STRENGTH_KEY] if SBS_STRENGTH_KEY in data else self.default_strength
-        _check_object(b, self.dim, self.sbs_irreps)
-        b_i = _per_atom(b.to(out.dtype), data, n_atoms)
+        if self.per_atom:
+            if SBS_ATOM_OBJECT_KEY not in data:
+                raise ValueError(
+                    f"this per-atom SBS model needs `{SBS_ATOM_OBJECT_KEY}` (one object per atom) in its input: "
+                    "attach it to each frame (ase_sbs.nequip.AttachSBS(source='arrays')) or pass it to the "
+                    "calculator (SBSNequIPCalculator(sbs_atom_object=...))"
+                )
+            b_i = data[SBS_ATOM_OBJECT_KEY]
+            _check_atom_object(b_i, self.dim, self.sbs_irreps, n_atoms)
+            b_i = b_i.to(out.dtype)
+        else:
+            b = data[SBS_OBJECT_KEY] if SBS_OBJECT_KEY in data else self.default_object
+            _check_object(b, self.dim, self.sbs_irreps)
+            b_i = _per_atom(b.to(out.dtype), data, n_atoms)
         lam_i = _per_atom(lam.to(out.dtype).reshape(-1, 1), data, n_atoms)
         e_i = -lam_i * (b_i * out).sum(dim=1, keepdim=True)
         e_atom = data[AtomicDataDict.PER_ATOM_ENERGY_KEY]

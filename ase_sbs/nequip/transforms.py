@@ -1,10 +1,15 @@
 """Data transform attaching SBS objects to frames (usable as ``_target_:`` in a dataset's
 ``transforms``).
 
-Three sources for b (``sbs_object``, shape (1, dim) per frame):
+Four sources for b (``sbs_object``, shape (1, dim) per frame; ``sbs_atom_object``,
+shape (n_atoms, dim), for ``arrays``):
 
 - ``info``: the frame already carries it (extxyz ``info``/``arrays`` read through the
   dataset's ``include_keys: [sbs_object]``); the transform checks its dimension.
+- ``arrays``: per-atom objects b_i (supercells, translation breaking; for
+  ``SBSBiasedModel(per_atom=True)``) that the frame carries in its ASE ``arrays``
+  (``atoms.arrays['sbs_atom_object']``, (n_atoms, dim), read through the dataset's
+  ``include_keys: [sbs_atom_object]``); the transform checks their shape.
 - ``constant``: the same b for every frame (``object`` in the config).
 - ``parent``: b is computed: the SBS of ``parent`` (a structure file) broken to
   ``target`` is built once; for each frame (the parent distorted into one variant, same
@@ -27,10 +32,10 @@ import torch
 from nequip.data import AtomicDataDict
 
 from ..errors import SBSInputError
-from ._keys import SBS_OBJECT_KEY, SBS_STRENGTH_KEY
+from ._keys import SBS_ATOM_OBJECT_KEY, SBS_OBJECT_KEY, SBS_STRENGTH_KEY
 from .models import parse_irreps
 
-SOURCES = ("info", "constant", "parent")
+SOURCES = ("info", "arrays", "constant", "parent")
 
 
 def _descriptor_of(atoms, descriptor) -> np.ndarray:
@@ -51,7 +56,7 @@ class AttachSBS(torch.nn.Module):
 
     Args:
         irreps: e3nn irreps of the objects (must match the model's ``sbs_irreps``).
-        source: ``info``, ``constant`` or ``parent`` (see the module docstring).
+        source: ``info``, ``arrays`` (per-atom), ``constant`` or ``parent`` (see the module docstring).
         object: b for ``constant``.
         strength: λ in eV to attach (None: attach none).
         parent: structure file of the parent, for ``parent``.
@@ -129,8 +134,30 @@ class AttachSBS(torch.nn.Module):
         z = data[AtomicDataDict.ATOMIC_NUMBERS_KEY].detach().cpu().numpy().reshape(-1)
         return Atoms(numbers=z, positions=pos, cell=cell, pbc=pbc)
 
+    def _atom_objects(self, data: AtomicDataDict.Type) -> torch.Tensor:
+        n_atoms = int(data[AtomicDataDict.POSITIONS_KEY].shape[0])
+        if SBS_ATOM_OBJECT_KEY not in data:
+            raise SBSInputError(
+                f"a frame has no per-atom `{SBS_ATOM_OBJECT_KEY}`: write it into every frame's arrays "
+                f"(atoms.arrays['{SBS_ATOM_OBJECT_KEY}'] = objects of shape ({n_atoms}, {self.dim})) and list it in "
+                f"the dataset's `include_keys: [{SBS_ATOM_OBJECT_KEY}]`"
+            )
+        b = torch.as_tensor(data[SBS_ATOM_OBJECT_KEY])
+        if b.numel() != n_atoms * self.dim or (b.dim() == 2 and b.shape[0] != n_atoms):
+            raise SBSInputError(
+                f"a frame's `{SBS_ATOM_OBJECT_KEY}` has shape {tuple(b.shape)} but the configured SBS irreps "
+                f"{self.irreps} on its {n_atoms} atoms need ({n_atoms}, {self.dim}): one object of dimension "
+                f"{self.dim} per atom"
+            )
+        return b.reshape(n_atoms, self.dim)
+
     def forward(self, data: AtomicDataDict.Type) -> AtomicDataDict.Type:
         dtype = data[AtomicDataDict.POSITIONS_KEY].dtype
+        if self.source == "arrays":
+            data[SBS_ATOM_OBJECT_KEY] = self._atom_objects(data).to(dtype)
+            if self.strength is not None:
+                data[SBS_STRENGTH_KEY] = torch.full((1, 1), self.strength, dtype=dtype)
+            return data
         if self.source == "info":
             if SBS_OBJECT_KEY not in data:
                 raise SBSInputError(
