@@ -15,6 +15,18 @@ import numpy as np
 
 
 @contextlib.contextmanager
+def default_dtype(dtype):
+    """Temporarily make ``dtype`` torch's default dtype (restored on exit)."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def float64_default():
     """Temporarily make float64 torch's default dtype.
 
@@ -24,12 +36,7 @@ def float64_default():
     """
     import torch
 
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
+    return default_dtype(torch.float64)
 
 
 def irreps_list(max_l: int) -> list[str]:

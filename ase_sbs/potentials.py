@@ -59,7 +59,13 @@ def _emt() -> Potential:
 
 
 def _sevennet(device: str) -> Potential:
-    with warnings.catch_warnings():
+    import torch
+
+    from .irreps import default_dtype
+
+    # SevenNet-0 is a float32 model; NequIP's set_global_state() makes float64 the
+    # process-wide default, and SevenNet's loader then fails comparing its constants
+    with warnings.catch_warnings(), default_dtype(torch.float32):
         warnings.simplefilter("ignore")
         from sevenn.calculator import SevenNetCalculator
 

@@ -52,3 +52,14 @@ def same_set(A, B, tol=1e-6):
     return all(np.abs(B - a).max(axis=1).min() < tol for a in A) and all(
         np.abs(A - b).max(axis=1).min() < tol for b in B
     )
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_default_dtype():
+    """NequIP's set_global_state() changes torch's default dtype for the whole process;
+    each test starts from and leaves the dtype it found."""
+    import torch
+
+    dtype = torch.get_default_dtype()
+    yield
+    torch.set_default_dtype(dtype)
