@@ -62,6 +62,15 @@ class FireParams:
 
 
 @dataclass(frozen=True)
+class BFGSParams:
+    """ASE's BFGS (ase.optimize.BFGS) as :func:`ase_sbs.relax` runs it: maxstep 0.1 Å,
+    initial Hessian α·1 with α = 70 eV/Å²."""
+
+    maxstep: float = 0.1
+    alpha: float = 70.0
+
+
+@dataclass(frozen=True)
 class Stage:
     """One minimization: bias strength λ (eV), force criterion (eV/Å) and step budget."""
 
@@ -161,6 +170,9 @@ class _Slot:
         self.first = True
         self.dt, self.a, self.nsteps_fire = self.fire.dt, self.fire.astart, 0
         self.nsteps = 0
+        self.H = None  # BFGS
+        self.x0 = None
+        self.g0 = None
 
     def deformation(self) -> torch.Tensor:
         return torch.linalg.matrix_exp(self.L) if self.has_cell else torch.eye(3, dtype=self.dtype, device=self.device)
@@ -304,11 +316,15 @@ class Engine:
     """
 
     def __init__(self, potential, device: str = "cpu", limits: BatchLimits | None = None,
-                 fire: FireParams | None = None):
+                 fire: FireParams | None = None, optimizer: str = "fire", bfgs: BFGSParams | None = None):
+        if optimizer not in ("fire", "bfgs"):
+            raise SBSInputError(f"optimizer must be 'fire' or 'bfgs', got {optimizer!r}")
         self.device = resolve_engine_device(device)
         self.potential = batched_potential(potential, device=str(self.device))
         self.limits = limits or BatchLimits()
+        self.optimizer = optimizer
         self.fire = fire or FireParams()
+        self.bfgs = bfgs or BFGSParams()
         self.dtype = torch.float64
         self.evaluations: list[int] = []  # batch size of every potential evaluation (benchmarks)
         self._cap = self.limits.max_structures
@@ -481,8 +497,40 @@ class Engine:
                 if s.stage < len(s.job.stages):
                     s._reset(pos, cell)
                 continue
-            self._fire_step(s, G, fp)
+            if self.optimizer == "fire":
+                self._fire_step(s, G, fp)
+            else:
+                self._bfgs_step(s, G, self.bfgs)
             s.nsteps += 1
+
+    @staticmethod
+    def _bfgs_step(s: _Slot, forces: torch.Tensor, bp: BFGSParams) -> None:
+        """ase.optimize.BFGS.step on one structure: Hessian update from the last step,
+        step −V (Vᵀg / |ω|) from H's eigenpairs, scaled so no row moves more than maxstep."""
+        x = s.u.reshape(-1)
+        if s.has_cell:
+            x = torch.cat([x, (s.n * s.L).reshape(-1)])
+        g = -forces.reshape(-1)
+        if s.H is None:
+            s.H = torch.eye(len(g), dtype=g.dtype, device=g.device) * bp.alpha
+        else:
+            dx = x - s.x0
+            if float(dx.abs().max()) >= 1e-7:
+                dg = g - s.g0
+                a = dx @ dg
+                hdx = s.H @ dx
+                b = dx @ hdx
+                s.H = s.H + torch.outer(dg, dg) / a - torch.outer(hdx, hdx) / b
+        s.x0, s.g0 = x, g
+        omega, V = torch.linalg.eigh(s.H)
+        dx = -V @ ((g @ V) / omega.abs())
+        longest = float(dx.reshape(-1, 3).norm(dim=1).max())
+        if longest >= bp.maxstep:
+            dx = dx * (bp.maxstep / longest)
+        dx = dx.reshape(-1, 3)
+        s.u = s.u + dx[: s.n]
+        if s.has_cell:
+            s.L = s.L + dx[s.n:] / s.n
 
     @staticmethod
     def _fire_step(s: _Slot, grad: torch.Tensor, fp: FireParams) -> None:
@@ -515,6 +563,6 @@ class Engine:
 
 
 def relax(jobs: list[RelaxJob], potential, device: str = "cpu", limits: BatchLimits | None = None,
-          fire: FireParams | None = None, on_done=None) -> list[RelaxResult]:
+          optimizer: str = "fire", on_done=None, **params) -> list[RelaxResult]:
     """Relax ``jobs`` together (see :class:`Engine`)."""
-    return Engine(potential, device=device, limits=limits, fire=fire).relax(jobs, on_done=on_done)
+    return Engine(potential, device=device, limits=limits, optimizer=optimizer, **params).relax(jobs, on_done=on_done)

@@ -410,26 +410,32 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
         out: directory for finished relaxations (resume) and results; None keeps all
             in memory.
         device: ``cpu``, ``cuda`` or ``auto``, for the potential (when named) and the bias.
-        engine: ``ase`` (one structure at a time, BFGS + FrechetCellFilter), ``batched``
-            (every relaxation together in :mod:`ase_sbs.engine`, FIRE + FrechetCellFilter)
-            or ``auto`` (batched on CUDA, ase on the CPU).
-        engine_options: keyword arguments of :class:`ase_sbs.engine.Engine` (limits, fire).
+        engine: ``ase`` (one structure at a time through ASE: BFGS + FrechetCellFilter),
+            ``batched`` (every relaxation together in :mod:`ase_sbs.engine`, by default
+            with the same BFGS, so both follow the same trajectories; ``optimizer="fire"``
+            in ``engine_options`` for ASE's FIRE), ``auto`` (batched on CUDA, ase on the
+            CPU) or an :class:`ase_sbs.engine.Engine`.
+        engine_options: keyword arguments of :class:`ase_sbs.engine.Engine` (optimizer,
+            limits, fire, bfgs).
         **settings: further :class:`ExploreSettings` fields.
     """
     s = ExploreSettings(mode=mode, cell=cell, **settings)
     s.validate()
-    engine, device = resolve_engine(engine, device)
+    runner = None
+    if not isinstance(engine, str):  # an Engine
+        runner, device = engine, str(engine.device)
+    else:
+        engine, device = resolve_engine(engine, device)
     store = _Store(out)
     if isinstance(calc, Potential):
         pot = calc
         pot.check_covers(atoms.get_chemical_symbols())
     else:
         pot = get_potential(calc, atoms.get_chemical_symbols(), device)
-    runner = None
     if engine == "batched":
         from .engine import Engine
 
-        runner = Engine(pot, device=device, **(engine_options or {}))
+        runner = Engine(pot, device=device, **{"optimizer": "bfgs", **(engine_options or {})})
     sym0 = detect_symmetry(atoms, symprec=s.symprec)
     start = symmetrized_atoms(sym0)
     parent = _relax_parent(start, sym0, pot, s, store, runner)

@@ -54,6 +54,23 @@ def test_fire_follows_ase_fire_step_for_step(cell):
         assert np.abs(np.asarray(ref.cell) - np.asarray(atoms.cell)).max() > 1e-3  # the cell did move
 
 
+@pytest.mark.parametrize("cell", ["full", "volume", "fixed"])
+def test_bfgs_follows_the_ase_paths_bfgs_to_convergence(cell):
+    """The ASE path's optimizer (BFGS, maxstep 0.1, FrechetCellFilter): same steps, same end."""
+    from ase.optimize import BFGS
+
+    atoms = strained_cu(seed=11)
+    ref = atoms.copy()
+    ref.calc = EMT()
+    target = ref if cell == "fixed" else FrechetCellFilter(ref, hydrostatic_strain=cell == "volume")
+    opt = BFGS(target, logfile=None, maxstep=0.1)
+    assert opt.run(fmax=1e-4, steps=300)
+    res = quiet_relax([RelaxJob(atoms, [Stage(0.0, 1e-4, 300)], cell=cell)], optimizer="bfgs")[0]
+    assert res.converged == [True] and res.steps == [opt.nsteps] and opt.nsteps > 20
+    assert np.abs(res.atoms.positions - ref.positions).max() < 1e-8
+    assert np.abs(np.asarray(res.atoms.cell) - np.asarray(ref.cell)).max() < 1e-8
+
+
 def test_convergence_criterion_and_step_count_match_ase_including_cell_rows():
     atoms = strained_cu(seed=5)
     ref = atoms.copy()
@@ -203,6 +220,8 @@ def test_bad_input_devices_and_jobs(cu_bcc):
         assert engine.device.type == "cpu"
     with pytest.raises(SBSInputError, match="engine must be"):
         break_symmetry(cu_bcc, "emt", engine="gpu-please", progress=False)
+    with pytest.raises(SBSInputError, match="optimizer must be"):
+        Engine(EMT(), optimizer="lbfgs")
     with pytest.raises(SBSInputError, match="unknown device"):
         Engine(EMT(), device="tpu")
     with pytest.warns(UserWarning, match="cannot evaluate batches"):
