@@ -71,7 +71,7 @@ def model_time(potential, atoms: Atoms, batch: int, device, repeats: int = 3) ->
 
 def engine_step_time(engine, atoms: Atoms, batch: int, sbs=None, repeats: int = 3) -> float:
     """Median seconds of one engine round (graph, model, bias, symmetrization, step) on ``batch`` copies."""
-    from .engine import RelaxJob, Stage, _Slot
+    from .engine import RelaxJob, Stage
 
     jobs = []
     for a in copies(atoms, batch, seed=1):
@@ -80,7 +80,7 @@ def engine_step_time(engine, atoms: Atoms, batch: int, sbs=None, repeats: int = 
             kw = dict(sbs_object=sbs["b"], irreps=sbs["irreps"], descriptor=sbs["descriptor"],
                       symmetrizer=sbs["symmetrizer"])
         jobs.append(RelaxJob(a, [Stage(sbs["strength"] if sbs else 0.0, 1e-12, 10 ** 6)], **kw))
-    slots = [_Slot(i, j, engine.device, engine.dtype, engine.fire) for i, j in enumerate(jobs)]
+    slots = [engine.slot(i, j) for i, j in enumerate(jobs)]
     engine._round(slots)
     times = []
     for _ in range(repeats):

@@ -33,6 +33,7 @@ estimate of memory (atoms and edges); a CUDA out-of-memory error halves the batc
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -144,6 +145,7 @@ class _Slot:
         a = job.atoms
         self.fire = fire
         self.index = index
+        self.uid = -1 - index  # Engine.slot sets one unique within the engine
         self.job = job
         self.n = len(a)
         self.periodic = bool(a.pbc.all())
@@ -213,7 +215,9 @@ def _bias(slots: list[_Slot], graphs: Graphs, pos: torch.Tensor, cells: torch.Te
     if not by_desc:
         return energy, forces, stress
     for members in by_desc.values():
-        desc = slots[members[0]].job.descriptor.to(device=dev, dtype=dtype)
+        desc = slots[members[0]].job.descriptor
+        if desc.centres.device != dev or desc.centres.dtype != dtype:  # .to() re-generates e3nn's code
+            desc = desc.to(device=dev, dtype=dtype)
         sel = torch.zeros(G, dtype=torch.bool, device=dev)
         sel[members] = True
         local = torch.full((G,), -1, dtype=torch.long, device=dev)
@@ -328,6 +332,8 @@ class Engine:
         self.dtype = torch.float64
         self.evaluations: list[int] = []  # batch size of every potential evaluation (benchmarks)
         self._cap = self.limits.max_structures
+        self._tables = None  # symmetrization tables of the current batch membership
+        self._uid = itertools.count()
 
     # -- memory-aware admission -------------------------------------------------------
     def _edges_estimate(self, atoms: Atoms) -> float:
@@ -366,6 +372,12 @@ class Engine:
             batches.append(cur)
         return batches
 
+    def slot(self, index: int, job: RelaxJob) -> _Slot:
+        """The batch state of one job (a fresh stage 0)."""
+        s = _Slot(index, job, self.device, self.dtype, self.fire)
+        s.uid = next(self._uid)
+        return s
+
     # -- main loop --------------------------------------------------------------------
     def relax(self, jobs: list[RelaxJob], on_done=None) -> list[RelaxResult]:
         """Run every job; ``on_done(index, result)`` is called as each one finishes."""
@@ -394,7 +406,7 @@ class Engine:
                 a, e = len(j.atoms), self._edges_estimate(j.atoms)
                 if active and (len(active) >= self._cap or na + a > max_atoms or ne + e > max_edges):
                     break
-                slot = _Slot(waiting.pop(), j, self.device, self.dtype, self.fire)
+                slot = self.slot(waiting.pop(), j)
                 active.append(slot)
                 na, ne = na + a, ne + e
             self._round(active)
@@ -456,7 +468,10 @@ class Engine:
                                 "check the structures and the potential")
         e_b, f_b, s_b = _bias(slots, graphs, pos, cells)
         energy, forces, stress = energy + e_b, forces + f_b, stress + s_b
-        tables = _SymmetryTables(slots, ptr, dev, dtype)
+        key = tuple(s.uid for s in slots)
+        if self._tables is None or self._tables[0] != key:
+            self._tables = (key, _SymmetryTables(slots, ptr, dev, dtype))
+        tables = self._tables[1]
         return energy, tables.forces(forces), tables.stress(stress), Fs, cells, torch.as_tensor(ptr, device=dev)
 
     def _round(self, slots: list[_Slot]) -> None:
