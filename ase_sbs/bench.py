@@ -156,7 +156,8 @@ def bench_explore(atoms: Atoms, calc="auto", device: str = "cpu", targets="auto"
         progress(f"floor: timing the model alone at {len(counts)} batch sizes ...")
         floor = 0.0
         for size, n in counts.items():
-            floor += n * model_time(engine.potential, results["batched"].parent.atoms, size, dev)
+            floor += n * model_time(engine.potential, results["batched"].parent.atoms, size, dev,
+                                    repeats=3 if dev.startswith("cuda") else 1)
         out["floor_s"] = floor
         if "ase_s" in out:
             out["speedup"] = out["ase_s"] / out["batched_s"]
