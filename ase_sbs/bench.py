@@ -12,6 +12,7 @@ call relaxing many copies of the parent (memory check).
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections import Counter
@@ -119,6 +120,7 @@ def bench_explore(atoms: Atoms, calc="auto", device: str = "cpu", targets="auto"
         "device": dev, "device_name": torch.cuda.get_device_name(dev) if dev.startswith("cuda") else "cpu",
         "torch_threads": torch.get_num_threads(), "targets": targets, "all_variants": all_variants,
         "optimizer": optimizer, "batched_potential": type(engine.potential).__name__,
+        "load_average_start": list(os.getloadavg()),
     }
     common = dict(targets=targets, all_variants=all_variants, progress=False, device=dev)
     results = {}
@@ -127,17 +129,19 @@ def bench_explore(atoms: Atoms, calc="auto", device: str = "cpu", targets="auto"
         if "ase" in paths:
             progress("explore through the ASE path ...")
             _sync(dev)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             results["ase"] = break_symmetry(atoms, pot, engine="ase", **common)
             _sync(dev)
             out["ase_s"] = time.perf_counter() - t
+            out["ase_cpu_s"] = time.process_time() - c
         if "batched" in paths:
             progress("explore through the batched engine ...")
             _sync(dev)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             results["batched"] = break_symmetry(atoms, pot, engine=engine, **common)
             _sync(dev)
             out["batched_s"] = time.perf_counter() - t
+            out["batched_cpu_s"] = time.process_time() - c
     ex = results.get("batched") or results.get("ase")
     out["relaxations"] = len(ex.relaxations)
     out["phases"] = {k: _phase_summary(v) for k, v in results.items()}
@@ -192,6 +196,7 @@ def bench_explore(atoms: Atoms, calc="auto", device: str = "cpu", targets="auto"
             "converged": int(sum(r.converged[-1] for r in res)),
             "peak_memory_GiB": torch.cuda.max_memory_allocated(dev) / 2 ** 30 if dev.startswith("cuda") else None,
         }
+    out["load_average_end"] = list(os.getloadavg())
     return out
 
 
@@ -219,12 +224,14 @@ def describe(out: dict) -> str:
     """The benchmark as a table."""
     lines = [f"{out['structure']} ({out['natoms']} atoms), {out['relaxations']} relaxations, "
              f"{out['potential']} on {out['device_name']} ({out['torch_threads']} threads), optimizer {out['optimizer']}"]
-    lines.append(f"{'path':<26}{'wall s':>10}{'vs floor':>10}")
+    lines.append(f"{'path':<26}{'wall s':>10}{'vs floor':>10}{'CPU s':>10}")
     floor = out.get("floor_s")
     for key, name in (("ase_s", "ASE (one at a time)"), ("batched_s", "batched engine"), ("floor_s", "floor (model only)")):
         if key in out:
             ratio = f"{out[key] / floor:.2f}x" if floor else "-"
-            lines.append(f"{name:<26}{out[key]:>10.2f}{ratio:>10}")
+            cpu = out.get(key.replace("_s", "_cpu_s"))
+            cpu = f"{cpu:>10.2f}" if cpu is not None else f"{'-':>10}"
+            lines.append(f"{name:<26}{out[key]:>10.2f}{ratio:>10}{cpu}")
     if "speedup" in out:
         lines.append(f"speed-up of the batched engine over the ASE path: {out['speedup']:.2f}x")
     if "same_phases" in out:
@@ -242,4 +249,7 @@ def describe(out: dict) -> str:
         mem = f", peak {m['peak_memory_GiB']:.2f} GiB" if m["peak_memory_GiB"] is not None else ""
         lines.append(f"{m['structures']} x {m['natoms']} atoms in one call: {m['wall_s']:.1f} s, "
                      f"largest batch {m['largest_batch']}, {m['converged']} converged{mem}")
+    if "load_average_start" in out:
+        lines.append("load average (1 min) at start / end: "
+                     f"{out['load_average_start'][0]:.2f} / {out.get('load_average_end', [float('nan')])[0]:.2f}")
     return "\n".join(lines)
