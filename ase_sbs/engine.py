@@ -439,12 +439,12 @@ class Engine:
 
     def _evaluate_once(self, slots: list[_Slot]):
         dev, dtype = self.device, self.dtype
-        Fs = torch.stack([s.deformation() for s in slots])
-        pos = torch.cat([s.u @ F.T for s, F in zip(slots, Fs)])
-        cells = torch.stack([s.cell0 @ F.T for s, F in zip(slots, Fs)])
+        Fs = torch.linalg.matrix_exp(torch.stack([s.L for s in slots]))  # L = 0 without a cell: F = 1
         sizes = [s.n for s in slots]
         ptr = np.concatenate([[0], np.cumsum(sizes)]).tolist()
         graph = torch.repeat_interleave(torch.arange(len(slots), device=dev), torch.as_tensor(sizes, device=dev))
+        pos = torch.einsum("nij,nj->ni", Fs[graph], torch.cat([s.u for s in slots]))
+        cells = torch.stack([s.cell0 for s in slots]) @ Fs.transpose(1, 2)
         numbers = torch.cat([s.numbers for s in slots])
         periodic = [s.periodic for s in slots]
         rc = max(self.potential.cutoff or 0.0, max((s.job.descriptor.cutoff for s in slots
@@ -476,32 +476,40 @@ class Engine:
 
     def _round(self, slots: list[_Slot]) -> None:
         """One evaluation of the batch, then per structure: converged/out of steps → next
-        stage (re-evaluated next round), otherwise one FIRE step."""
+        stage (re-evaluated next round), otherwise one optimizer step."""
         if not slots:
             return
-        energy, forces, stress, Fs, cells, ptr = self._evaluate(slots)
-        ptr = ptr.tolist()
-        vols = torch.linalg.det(cells).abs()
-        gen = []  # generalized forces per structure, (rows, 3)
+        energy, forces, stress, Fs, cells, ptr_t = self._evaluate(slots)
+        ptr = ptr_t.tolist()
+        dev, dtype = forces.device, forces.dtype
+        G = len(slots)
+        graph = torch.repeat_interleave(torch.arange(G, device=dev), torch.as_tensor([s.n for s in slots], device=dev))
+        f_u = torch.einsum("ni,nij->nj", forces, Fs[graph])  # f F per atom
+        fmax_atoms = torch.zeros(G, dtype=dtype, device=dev).index_reduce_(
+            0, graph, torch.linalg.norm(f_u, dim=1), "amax", include_self=True)
+        cell_idx = [g for g, s in enumerate(slots) if s.has_cell]
+        fmax = fmax_atoms
+        cell_rows = {}
+        if cell_idx:
+            ci = torch.as_tensor(cell_idx, device=dev)
+            vols = torch.linalg.det(cells[ci]).abs()
+            W = -vols[:, None, None] * stress[ci]
+            hyd = torch.as_tensor([slots[g].hydrostatic for g in cell_idx], device=dev)
+            W_h = torch.eye(3, dtype=dtype, device=dev) * (W.diagonal(dim1=1, dim2=2).sum(1) / 3)[:, None, None]
+            W = torch.where(hyd[:, None, None], W_h, W)
+            L = torch.stack([slots[g].L for g in cell_idx])
+            D = _frechet_adjoint(L, W @ torch.linalg.inv(Fs[ci].transpose(1, 2)))
+            D = D / torch.as_tensor([slots[g].n for g in cell_idx], dtype=dtype, device=dev)[:, None, None]
+            fmax = fmax.index_put((ci,), torch.maximum(fmax[ci], torch.linalg.norm(D, dim=2).amax(1)))
+            cell_rows = {g: D[k] for k, g in enumerate(cell_idx)}
+        fmax_host = fmax.cpu().tolist()
+        energy_host = energy.cpu().tolist()
+        stepping = []
         for g, s in enumerate(slots):
-            f = forces[ptr[g]:ptr[g + 1]]
-            F = Fs[g]
-            if s.has_cell:
-                W = -vols[g] * stress[g]
-                if s.hydrostatic:
-                    W = torch.eye(3, dtype=W.dtype, device=W.device) * W.trace() / 3
-                D = _frechet_adjoint(s.L[None], (W @ torch.linalg.inv(F.T))[None])[0]
-                gen.append(torch.cat([f @ F, D / s.n]))
-            else:
-                gen.append(f)
-        fp = self.fire
-        for g, s in enumerate(slots):
-            G = gen[g]
-            fmax_now = float(torch.linalg.norm(G, dim=1).max()) if len(G) else 0.0
-            s.last_fmax = fmax_now
-            s.energy = float(energy[g])
+            s.last_fmax = fmax_host[g]
+            s.energy = energy_host[g]
             spec = s.stage_spec
-            converged = fmax_now < spec.fmax
+            converged = fmax_host[g] < spec.fmax
             if converged or s.nsteps >= spec.max_steps:
                 s.steps.append(s.nsteps)
                 s.converged.append(bool(converged))
@@ -512,69 +520,107 @@ class Engine:
                 if s.stage < len(s.job.stages):
                     s._reset(pos, cell)
                 continue
+            gen = f_u[ptr[g]:ptr[g + 1]]
+            if s.has_cell:
+                gen = torch.cat([gen, cell_rows[g]])
+            stepping.append((s, gen))
+        groups: dict = {}
+        for s, gen in stepping:
+            groups.setdefault((s.rows, s.has_cell), []).append((s, gen))
+        for members in groups.values():
+            ss = [m[0] for m in members]
+            grads = torch.stack([m[1] for m in members])
             if self.optimizer == "fire":
-                self._fire_step(s, G, fp)
+                _fire_steps(ss, grads, self.fire)
             else:
-                self._bfgs_step(s, G, self.bfgs)
-            s.nsteps += 1
+                _bfgs_steps(ss, grads, self.bfgs)
+            for s in ss:
+                s.nsteps += 1
 
-    @staticmethod
-    def _bfgs_step(s: _Slot, forces: torch.Tensor, bp: BFGSParams) -> None:
-        """ase.optimize.BFGS.step on one structure: Hessian update from the last step,
-        step −V (Vᵀg / |ω|) from H's eigenpairs, scaled so no row moves more than maxstep."""
-        x = s.u.reshape(-1)
+def _apply(slots: list[_Slot], dr: torch.Tensor) -> None:
+    """x += dr for a group of structures with the same layout (atom rows, then L rows × N)."""
+    for s, d in zip(slots, dr.unbind(0)):
+        s.u = s.u + d[: s.n]
         if s.has_cell:
-            x = torch.cat([x, (s.n * s.L).reshape(-1)])
-        g = -forces.reshape(-1)
-        if s.H is None:
-            s.H = torch.eye(len(g), dtype=g.dtype, device=g.device) * bp.alpha
-        else:
-            dx = x - s.x0
-            if float(dx.abs().max()) >= 1e-7:
-                dg = g - s.g0
-                a = dx @ dg
-                hdx = s.H @ dx
-                b = dx @ hdx
-                s.H = s.H + torch.outer(dg, dg) / a - torch.outer(hdx, hdx) / b
-        s.x0, s.g0 = x, g
-        omega, V = torch.linalg.eigh(s.H)
-        dx = -V @ ((g @ V) / omega.abs())
-        longest = float(dx.reshape(-1, 3).norm(dim=1).max())
-        if longest >= bp.maxstep:
-            dx = dx * (bp.maxstep / longest)
-        dx = dx.reshape(-1, 3)
-        s.u = s.u + dx[: s.n]
-        if s.has_cell:
-            s.L = s.L + dx[s.n:] / s.n
+            s.L = s.L + d[s.n:] / s.n
 
-    @staticmethod
-    def _fire_step(s: _Slot, grad: torch.Tensor, fp: FireParams) -> None:
-        """ase.optimize.FIRE.step on one structure (``grad`` are the generalized forces)."""
+
+def _fire_steps(slots: list[_Slot], grad: torch.Tensor, fp: FireParams) -> None:
+    """ase.optimize.FIRE.step for a group of structures with the same number of rows;
+    ``grad`` (k, rows, 3) are the generalized forces. Per structure: if v·f > 0 mix
+    v ← (1−α) v + α |v| f/|f| (and after N_min such steps dt ← min(dt f_inc, dt_max),
+    α ← α f_α), else v ← 0, α ← α_start, dt ← dt f_dec; then v ← v + dt f,
+    dr = dt v scaled to at most ``maxstep`` in norm over the whole vector."""
+    vel = torch.stack([s.vel for s in slots])
+    sums = torch.stack([(grad * vel).sum((1, 2)), (grad * grad).sum((1, 2)), (vel * vel).sum((1, 2))]).cpu().numpy()
+    mix, zero = [], []
+    for k, s in enumerate(slots):
         if s.first:
             s.first = False
+            mix.append(0.0), zero.append(False)
+            continue
+        if sums[0, k] > 0.0:
+            mix.append(s.a), zero.append(False)
+            if s.nsteps_fire > fp.Nmin:
+                s.dt = min(s.dt * fp.finc, fp.dtmax)
+                s.a *= fp.fa
+            s.nsteps_fire += 1
         else:
-            vf = float((grad * s.vel).sum())
-            if vf > 0.0:
-                g2 = float((grad * grad).sum())
-                vv = float((s.vel * s.vel).sum())
-                s.vel = (1.0 - s.a) * s.vel + s.a * grad / math.sqrt(g2) * math.sqrt(vv)
-                if s.nsteps_fire > fp.Nmin:
-                    s.dt = min(s.dt * fp.finc, fp.dtmax)
-                    s.a *= fp.fa
-                s.nsteps_fire += 1
-            else:
-                s.vel = torch.zeros_like(s.vel)
-                s.a = fp.astart
-                s.dt *= fp.fdec
-                s.nsteps_fire = 0
-        s.vel = s.vel + s.dt * grad
-        dr = s.dt * s.vel
-        norm = float(torch.sqrt((dr * dr).sum()))
-        if norm > fp.maxstep:
-            dr = fp.maxstep * dr / norm
-        s.u = s.u + dr[: s.n]
-        if s.has_cell:
-            s.L = s.L + dr[s.n:] / s.n
+            mix.append(0.0), zero.append(True)
+            s.a = fp.astart
+            s.dt *= fp.fdec
+            s.nsteps_fire = 0
+    dev, dtype = grad.device, grad.dtype
+    a = torch.as_tensor(mix, dtype=dtype, device=dev)[:, None, None]
+    scale = torch.as_tensor(np.where(sums[1] > 0, np.sqrt(sums[2]) / np.sqrt(np.where(sums[1] > 0, sums[1], 1.0)), 0.0),
+                            dtype=dtype, device=dev)[:, None, None]
+    vel = (1.0 - a) * vel + a * grad * scale
+    vel = torch.where(torch.as_tensor(zero, device=dev)[:, None, None], torch.zeros_like(vel), vel)
+    dt = torch.as_tensor([s.dt for s in slots], dtype=dtype, device=dev)[:, None, None]
+    vel = vel + dt * grad
+    dr = dt * vel
+    norm = torch.sqrt((dr * dr).sum((1, 2)))[:, None, None]
+    dr = torch.where(norm > fp.maxstep, fp.maxstep * dr / norm, dr)
+    for s, v in zip(slots, vel.unbind(0)):
+        s.vel = v
+    _apply(slots, dr)
+
+
+def _bfgs_steps(slots: list[_Slot], forces: torch.Tensor, bp: BFGSParams) -> None:
+    """ase.optimize.BFGS.step for a group of structures with the same number of rows:
+    H ← H + ΔgΔgᵀ/(Δx·Δg) − (HΔx)(HΔx)ᵀ/(Δx·HΔx) (skipped on the first step and when
+    |Δx| < 1e-7), step −V (Vᵀg / |ω|) from H's eigenpairs, scaled so that no row
+    moves more than ``maxstep``."""
+    k = len(slots)
+    dev, dtype = forces.device, forces.dtype
+    x = torch.stack([torch.cat([s.u.reshape(-1), (s.n * s.L).reshape(-1)]) if s.has_cell else s.u.reshape(-1)
+                     for s in slots])
+    g = -forces.reshape(k, -1)
+    n = g.shape[1]
+    first = [s.H is None for s in slots]
+    eye = torch.eye(n, dtype=dtype, device=dev)
+    H = torch.stack([eye * bp.alpha if s.H is None else s.H for s in slots])
+    if not all(first):
+        x0 = torch.stack([x[i] if f else s.x0 for i, (s, f) in enumerate(zip(slots, first))])
+        g0 = torch.stack([g[i] if f else s.g0 for i, (s, f) in enumerate(zip(slots, first))])
+        dx = x - x0
+        dg = g - g0
+        update = (dx.abs().amax(1) >= 1e-7) & ~torch.as_tensor(first, device=dev)
+        hdx = torch.einsum("kij,kj->ki", H, dx)
+        a = (dx * dg).sum(1)
+        b = (dx * hdx).sum(1)
+        one = torch.ones_like(a)
+        a = torch.where(update, a, one)
+        b = torch.where(update, b, one)
+        dH = dg[:, :, None] * dg[:, None, :] / a[:, None, None] - hdx[:, :, None] * hdx[:, None, :] / b[:, None, None]
+        H = H + torch.where(update[:, None, None], dH, torch.zeros_like(dH))
+    omega, V = torch.linalg.eigh(H)
+    dx = -torch.einsum("kij,kj->ki", V, torch.einsum("ki,kij->kj", g, V) / omega.abs())
+    longest = dx.reshape(k, -1, 3).norm(dim=2).amax(1)
+    dx = torch.where((longest >= bp.maxstep)[:, None], dx * (bp.maxstep / longest)[:, None], dx)
+    for i, s in enumerate(slots):
+        s.H, s.x0, s.g0 = H[i], x[i], g[i]
+    _apply(slots, dx.reshape(k, -1, 3))
 
 
 def relax(jobs: list[RelaxJob], potential, device: str = "cpu", limits: BatchLimits | None = None,
