@@ -334,6 +334,7 @@ class Engine:
         self._cap = self.limits.max_structures
         self._tables = None  # symmetrization tables of the current batch membership
         self._uid = itertools.count()
+        self.seconds = 0.0  # wall time spent in relax() (benchmarks)
 
     # -- memory-aware admission -------------------------------------------------------
     def _edges_estimate(self, atoms: Atoms) -> float:
@@ -394,6 +395,9 @@ class Engine:
                 missing = sorted(set(j.atoms.get_chemical_symbols()) - set(elements))
                 if missing:
                     raise SBSInputError(f"the potential {self.potential.name} does not cover {', '.join(missing)}")
+        import time
+
+        t0 = time.perf_counter()
         results: list[RelaxResult | None] = [None] * len(jobs)
         waiting = list(range(len(jobs)))[::-1]
         active: list[_Slot] = []
@@ -421,6 +425,9 @@ class Engine:
                 else:
                     still.append(s)
             active = still
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds += time.perf_counter() - t0
         return results  # type: ignore[return-value]
 
     def _evaluate(self, slots: list[_Slot]):

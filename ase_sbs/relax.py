@@ -458,6 +458,7 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
         jobs += [(t, B, j, sign) for sign in signs for j in members]
     base = _digest(pot.name, asdict(s), _structure_digest(parent.atoms))
     relaxations: list = [None] * len(jobs)
+    descriptors: dict = {}
     pending = []  # (index, key, plan) for the batched engine
     bar = _progress(len(jobs), progress)
     for i, (t, B, j, sign) in enumerate(jobs):
@@ -468,7 +469,7 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
             relaxations[i] = Relaxation(**rec)
             bar.update(1)
             continue
-        plan = _member_plan(parent, psym, B, j, s, sign)
+        plan = _member_plan(parent, psym, B, j, s, sign, descriptors)
         if isinstance(plan, Relaxation):
             r = plan
         elif runner is None:
@@ -585,12 +586,16 @@ def _contains(objects: np.ndarray, v: np.ndarray, tol: float = 1e-6) -> bool:
 
 
 def _member_plan(parent: ParentResult, psym: Symmetry, B: SymmetryBreakingSet, j: int,
-                 s: ExploreSettings, sign: int = 1):
+                 s: ExploreSettings, sign: int = 1, descriptors: dict | None = None):
     """What one member's relaxation runs: a Relaxation when the bias is inactive, else
-    a dict with b, λ₀, the symmetrizer onto Stab_S(b) and the λ factors of the stages."""
+    a dict with b, λ₀, the symmetrizer onto Stab_S(b) and the λ factors of the stages.
+    ``descriptors`` shares one BiasDescriptor per irreps (same seed, same descriptor)."""
     atoms = parent.atoms
     b = sign * B.objects[j]
-    desc = BiasDescriptor(B.irreps)
+    descriptors = {} if descriptors is None else descriptors
+    desc = descriptors.get(B.irreps)
+    if desc is None:
+        desc = descriptors[B.irreps] = BiasDescriptor(B.irreps)
     scale = bias_scale(atoms, b, B.irreps, desc)
     common = dict(target=B.target.name, member=j, sign=sign, irreps=B.irreps,
                   sbs_object=[float(x) for x in b], natoms=len(atoms))
