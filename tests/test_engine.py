@@ -241,3 +241,34 @@ def test_engine_on_cuda_follows_the_cpu_engine():
     cpu = quiet_relax([RelaxJob(atoms.copy(), [Stage(0.0, 1e-12, 20)])])[0]
     gpu = quiet_relax([RelaxJob(atoms.copy(), [Stage(0.0, 1e-12, 20)])], device="cuda")[0]
     assert np.abs(cpu.atoms.positions - gpu.atoms.positions).max() < 1e-8
+
+
+def test_cli_explore_with_the_batched_engine_and_bench(tmp_path, capsys):
+    import json
+
+    from ase_sbs.cli import main
+
+    from .conftest import EXAMPLES
+
+    cu = str(EXAMPLES / "Cu_bcc.cif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["explore", cu, "--calc", "emt", "--engine", "batched", "--targets", "I4/mmm",
+                     "--out", str(tmp_path / "ex"), "--json", "-"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [p["spacegroup_symbol"] for p in data["phases"]][0] == "Fm-3m"
+    assert len(list((tmp_path / "ex" / "relaxations").glob("*.json"))) == 3  # parent + two signs of b
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["bench", cu, "--calc", "emt", "--targets", "I4/mmm", "--paths", "batched",
+                     "--sweep", "1,2", "--plot", str(tmp_path / "t.png"), "--json", str(tmp_path / "b.json")]) == 0
+    text = capsys.readouterr().out
+    bench = json.loads((tmp_path / "b.json").read_text())
+    assert "floor (model only)" in text and bench["floor_s"] > 0 and bench["relaxations"] == 2
+    assert sum(int(k) * v for k, v in bench["evaluations"].items()) == bench["structure_evaluations"]
+    assert [r["batch"] for r in bench["sweep"]] == [1, 2] and (tmp_path / "t.png").stat().st_size > 1000
+    assert main(["bench", cu, "--calc", "emt", "--supercell", "0", "1", "1"]) == 2
+    assert main(["bench", cu, "--calc", "emt", "--paths", "gpu"]) == 2
+    if not torch.cuda.is_available():
+        assert main(["explore", cu, "--calc", "emt", "--device", "cuda", "--out", str(tmp_path / "x")]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err or torch.cuda.is_available()
