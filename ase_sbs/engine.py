@@ -312,8 +312,9 @@ class Engine:
     """Relax many :class:`RelaxJob` s together with a :class:`BatchedPotential`.
 
     Args:
-        potential: a :class:`BatchedPotential`, a :class:`~ase_sbs.potentials.Potential`
-            or any ASE calculator (see :func:`~ase_sbs.batched.batched_potential`).
+        potential: a name (``emt``, ``7net-0``, a NequIP model file), a
+            :class:`BatchedPotential`, a :class:`~ase_sbs.potentials.Potential` or any ASE
+            calculator (see :func:`~ase_sbs.batched.batched_potential`).
         device: ``cpu``, ``cuda`` or ``auto``.
         limits: :class:`BatchLimits`.
         fire: :class:`FireParams` (ASE's defaults).
@@ -324,6 +325,10 @@ class Engine:
         if optimizer not in ("fire", "bfgs"):
             raise SBSInputError(f"optimizer must be 'fire' or 'bfgs', got {optimizer!r}")
         self.device = resolve_engine_device(device)
+        if isinstance(potential, str):
+            from .potentials import get_potential
+
+            potential = get_potential(potential, device=str(self.device))
         self.potential = batched_potential(potential, device=str(self.device))
         self.limits = limits or BatchLimits()
         self.optimizer = optimizer
