@@ -98,7 +98,7 @@ def _phase_summary(ex) -> list:
 
 
 def bench_explore(atoms: Atoms, calc="auto", device: str = "cpu", targets="auto", all_variants: bool = False,
-                  optimizer: str = "bfgs", sweep=None, many: int = 0, paths=("ase", "batched"),
+                  optimizer: str = "auto", sweep=None, many: int = 0, paths=("ase", "batched"),
                   plot: str | None = None, progress=print) -> dict:
     """Run the benchmark; returns a JSON-able dict (see module docstring)."""
     from .engine import Engine, RelaxJob, Stage, resolve_engine_device
@@ -119,7 +119,7 @@ def bench_explore(atoms: Atoms, calc="auto", device: str = "cpu", targets="auto"
         "structure": atoms.get_chemical_formula(), "natoms": len(atoms), "potential": pot.name,
         "device": dev, "device_name": torch.cuda.get_device_name(dev) if dev.startswith("cuda") else "cpu",
         "torch_threads": torch.get_num_threads(), "targets": targets, "all_variants": all_variants,
-        "optimizer": optimizer, "batched_potential": type(engine.potential).__name__,
+        "optimizer": engine.optimizer, "batched_potential": type(engine.potential).__name__,
         "load_average_start": list(os.getloadavg()),
     }
     common = dict(targets=targets, all_variants=all_variants, progress=False, device=dev)

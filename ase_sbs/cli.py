@@ -69,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=["auto", "ase", "batched"], default="auto",
                    help="ase: one relaxation at a time; batched: all together in torch (ase_sbs.engine); "
                    "auto (default): batched on CUDA, ase on the CPU")
-    p.add_argument("--optimizer", choices=["bfgs", "fire"], default="bfgs",
-                   help="optimizer of the batched engine (default bfgs, as the ASE path)")
+    p.add_argument("--optimizer", choices=["auto", "bfgs", "fire"], default="auto",
+                   help="optimizer of the batched engine: bfgs (as the ASE path), fire (ASE's FIRE); "
+                   "auto (default): fire on CUDA, bfgs on the CPU")
     p.add_argument("--all-variants", action="store_true", help="relax every SBS member, not one per target")
     p.add_argument("--seed-force", type=float, default=0.05, help="largest bias force at the parent, eV/Å (default 0.05)")
     p.add_argument("--fmax", type=float, default=5e-4, help="final force criterion, eV/Å (default 5e-4)")
@@ -84,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", default="auto", help="targets (as for explore)")
     p.add_argument("--supercell", type=int, nargs=3, metavar="N", help="repeat the parent n1 n2 n3 times")
     p.add_argument("--all-variants", action="store_true", help="relax every SBS member")
-    p.add_argument("--optimizer", choices=["bfgs", "fire"], default="bfgs", help="optimizer of the batched engine")
+    p.add_argument("--optimizer", choices=["auto", "bfgs", "fire"], default="auto",
+                   help="optimizer of the batched engine (default auto: fire on CUDA, bfgs on the CPU)")
     p.add_argument("--paths", default="ase,batched", help="which explores to time (default ase,batched)")
     p.add_argument("--sweep", help="comma-separated batch sizes for a throughput sweep (e.g. 1,2,4,8,16)")
     p.add_argument("--plot", help="PNG file for the throughput sweep")

@@ -318,13 +318,18 @@ class Engine:
         device: ``cpu``, ``cuda`` or ``auto``.
         limits: :class:`BatchLimits`.
         fire: :class:`FireParams` (ASE's defaults).
+        optimizer: ``fire``, ``bfgs`` (the ASE path's optimizer, same trajectories) or
+            ``auto`` (FIRE on CUDA, BFGS on the CPU).
+        bfgs: :class:`BFGSParams`.
     """
 
     def __init__(self, potential, device: str = "cpu", limits: BatchLimits | None = None,
                  fire: FireParams | None = None, optimizer: str = "fire", bfgs: BFGSParams | None = None):
-        if optimizer not in ("fire", "bfgs"):
-            raise SBSInputError(f"optimizer must be 'fire' or 'bfgs', got {optimizer!r}")
+        if optimizer not in ("fire", "bfgs", "auto"):
+            raise SBSInputError(f"optimizer must be 'fire', 'bfgs' or 'auto', got {optimizer!r}")
         self.device = resolve_engine_device(device)
+        if optimizer == "auto":  # BFGS needs an eigendecomposition per structure and step: slow on a GPU
+            optimizer = "fire" if self.device.type == "cuda" else "bfgs"
         if isinstance(potential, str):
             from .potentials import get_potential
 

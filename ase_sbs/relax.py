@@ -411,10 +411,10 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
             in memory.
         device: ``cpu``, ``cuda`` or ``auto``, for the potential (when named) and the bias.
         engine: ``ase`` (one structure at a time through ASE: BFGS + FrechetCellFilter),
-            ``batched`` (every relaxation together in :mod:`ase_sbs.engine`, by default
-            with the same BFGS, so both follow the same trajectories; ``optimizer="fire"``
-            in ``engine_options`` for ASE's FIRE), ``auto`` (batched on CUDA, ase on the
-            CPU) or an :class:`ase_sbs.engine.Engine`.
+            ``batched`` (every relaxation together in :mod:`ase_sbs.engine`: on the CPU
+            with the same BFGS, so both follow the same trajectories, on CUDA with ASE's
+            FIRE; ``engine_options={"optimizer": ...}`` chooses), ``auto`` (batched on
+            CUDA, ase on the CPU) or an :class:`ase_sbs.engine.Engine`.
         engine_options: keyword arguments of :class:`ase_sbs.engine.Engine` (optimizer,
             limits, fire, bfgs).
         **settings: further :class:`ExploreSettings` fields.
@@ -435,7 +435,7 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
     if engine == "batched":
         from .engine import Engine
 
-        runner = Engine(pot, device=device, **{"optimizer": "bfgs", **(engine_options or {})})
+        runner = Engine(pot, device=device, **{"optimizer": "auto", **(engine_options or {})})
     sym0 = detect_symmetry(atoms, symprec=s.symprec)
     start = symmetrized_atoms(sym0)
     parent = _relax_parent(start, sym0, pot, s, store, runner)

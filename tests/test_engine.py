@@ -195,8 +195,9 @@ def test_radius_graph_matches_ase_neighbor_list():
 
 def test_bcc_cu_explore_through_the_batched_engine_matches_the_ase_path(cu_bcc):
     ase_path = break_symmetry(cu_bcc, "emt", engine="ase", progress=False)
-    with pytest.warns(UserWarning, match="cannot evaluate batches"):
-        batched = break_symmetry(cu_bcc, "emt", engine="batched", progress=False)
+    with pytest.warns(UserWarning, match="cannot evaluate batches"):  # FIRE, as on CUDA
+        batched = break_symmetry(cu_bcc, "emt", engine="batched", engine_options={"optimizer": "fire"},
+                                 progress=False)
     assert [p.name for p in batched.phases] == [p.name for p in ase_path.phases]
     assert "Fm-3m (225)" in [p.name for p in batched.phases]
     for a, b in zip(ase_path.phases, batched.phases):
@@ -206,6 +207,7 @@ def test_bcc_cu_explore_through_the_batched_engine_matches_the_ase_path(cu_bcc):
     da, db = ase_path.as_dict(), batched.as_dict()
     assert da.keys() == db.keys() and da["relaxations"][0].keys() == db["relaxations"][0].keys()
     assert set(batched.relaxations[0].steps) == set(ase_path.relaxations[0].steps)
+    assert all(r.converged for r in batched.relaxations)
 
 
 def test_bad_input_devices_and_jobs(cu_bcc):
@@ -222,6 +224,8 @@ def test_bad_input_devices_and_jobs(cu_bcc):
         break_symmetry(cu_bcc, "emt", engine="gpu-please", progress=False)
     with pytest.raises(SBSInputError, match="optimizer must be"):
         Engine(EMT(), optimizer="lbfgs")
+    with pytest.warns(UserWarning, match="cannot evaluate batches"):
+        assert Engine(EMT(), optimizer="auto").optimizer == ("fire" if torch.cuda.is_available() else "bfgs")
     with pytest.raises(SBSInputError, match="unknown device"):
         Engine(EMT(), device="tpu")
     with pytest.warns(UserWarning, match="cannot evaluate batches"):
