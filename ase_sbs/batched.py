@@ -19,7 +19,6 @@ import itertools
 import warnings
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from ase import Atoms
 

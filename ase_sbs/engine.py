@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from .batched import BatchedPotential, Graphs, batched_potential, radius_graph
+from .batched import Graphs, batched_potential, radius_graph
 from .bias import BiasDescriptor
 from .errors import SBSInputError
 from .symmetry import Symmetrizer

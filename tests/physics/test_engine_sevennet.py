@@ -2,7 +2,6 @@
 structure, and the BaTiO3 explore through the batched engine finds the phases of the
 ASE path (the session's ``batio3_exploration``)."""
 
-import warnings
 
 import numpy as np
 import pytest
@@ -71,3 +70,22 @@ def test_batio3_batched_explore_matches_the_ase_path(batio3_exploration, sevenne
         assert a.n_variants == b.n_variants and b.spontaneous
     assert abs(batched.parent.energy_per_atom - ref.parent.energy_per_atom) < 1e-5
     assert all(r.converged for r in batched.relaxations)
+
+
+@pytest.mark.gpu
+def test_sevennet_batch_on_cuda_equals_the_cpu_calculator(sevennet):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    structures = mixed_structures()
+    engine = Engine(sevennet, device="cuda")
+    slots = [engine.slot(i, RelaxJob(a, [Stage(0.0, 1e-9, 0)])) for i, a in enumerate(structures)]
+    energy, forces, stress, *_ = engine._evaluate(slots)
+    start = 0
+    for g, a in enumerate(structures):
+        ref = a.copy()
+        ref.calc = sevennet
+        assert abs(float(energy[g]) - ref.get_potential_energy()) < 1e-4
+        assert np.abs(forces[start:start + len(a)].cpu().numpy() - ref.get_forces()).max() < 1e-4
+        start += len(a)
