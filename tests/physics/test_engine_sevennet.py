@@ -2,7 +2,6 @@
 structure, and the BaTiO3 explore through the batched engine finds the phases of the
 ASE path (the session's ``batio3_exploration``)."""
 
-
 import numpy as np
 import pytest
 from ase.build import bulk, molecule
