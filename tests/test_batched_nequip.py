@@ -11,6 +11,9 @@ from ase.stress import voigt_6_to_full_3x3_stress
 
 @pytest.fixture(scope="module")
 def nequip_calc():
+    import torch
+
+    dtype = torch.get_default_dtype()  # set_global_state makes float64 the default: restore it afterwards
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from nequip.utils.global_state import set_global_state
@@ -24,8 +27,10 @@ def nequip_calc():
                                l_max=1, num_features=8, radial_mlp_width=16, avg_num_neighbors=20.0,
                                per_type_energy_shifts={"Cu": -3.0, "Au": -4.0})
         model.eval()
-        return NequIPCalculator(model=model, device="cpu",
+        calc = NequIPCalculator(model=model, device="cpu",
                                 transforms=basic_transforms(model.metadata, 4.0, ["Cu", "Au"], {"Cu": "Cu", "Au": "Au"}))
+    yield calc
+    torch.set_default_dtype(dtype)
 
 
 def test_nequip_batch_equals_the_calculator_structure_by_structure(nequip_calc):
