@@ -14,7 +14,6 @@ sequential fallback that calls any ASE calculator once per structure.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import warnings
 from dataclasses import dataclass
@@ -180,9 +179,10 @@ class ASEBatched(BatchedPotential):
 class SevenNetBatched(BatchedPotential):
     """A SevenNet ``AtomGraphSequential`` run on whole batches (``is_batch_data``).
 
-    Built from a SevenNet calculator (its model is copied and switched to batch mode)
-    or from a checkpoint name (``7net-0``). Edge vectors come from the engine's graph;
-    forces and the virial come from the model's ``ForceStressOutputFromEdge``.
+    Built from a SevenNet calculator (its model is shared: switched to batch mode for
+    each evaluation and back, and run on the calculator's device) or from a checkpoint
+    name (``7net-0``). Edge vectors come from the engine's graph; forces and the virial
+    come from the model's ``ForceStressOutputFromEdge``.
     """
 
     bytes_per_edge = 6144.0
@@ -196,16 +196,15 @@ class SevenNetBatched(BatchedPotential):
                 from sevenn import util
 
                 cp = util.load_checkpoint(checkpoint)
-                model = cp.build_model()
+                model = cp.build_model().to(device)
+                model.eval()
                 type_map, cutoff = cp.config[KEY.TYPE_MAP], cp.config[KEY.CUTOFF]
             else:
-                model = copy.deepcopy(calc.model)
+                model = calc.model
                 type_map, cutoff = calc.type_map, calc.cutoff
         self.KEY = KEY
-        model.set_is_batch_data(True)
-        model.eval()
-        self.model = model.to(device)
-        self.device = torch.device(device)
+        self.model = model
+        self.device = next(model.parameters()).device
         self.type_map = dict(type_map)
         self.cutoff = float(cutoff)
         self.name = name
@@ -241,7 +240,12 @@ class SevenNetBatched(BatchedPotential):
             KEY.NUM_ATOMS: sizes,
             KEY.BATCH: graphs.graph.to(dev),
         }
-        out = self.model(data)
+        was_batch = bool(getattr(self.model, "is_batch_data", False))
+        self.model.set_is_batch_data(True)
+        try:
+            out = self.model(data)
+        finally:
+            self.model.set_is_batch_data(was_batch)
         energy = out[KEY.PRED_TOTAL_ENERGY].detach().reshape(G).to(torch.float64)
         forces = out[KEY.PRED_FORCE].detach().to(torch.float64)
         s = -out[KEY.PRED_STRESS].detach().to(torch.float64).reshape(G, 6)  # xx yy zz xy yz zx
