@@ -449,10 +449,11 @@ class Engine:
             if len(slots) == 1:
                 raise
             torch.cuda.empty_cache()
-            self._cap = max(1, len(slots) // 2)
-            half = len(slots) // 2
-            parts = [self._evaluate(slots[:half]), self._evaluate(slots[half:])]
-            return tuple(torch.cat([p[k] for p in parts]) for k in range(len(parts[0])))
+            half = (len(slots) + 1) // 2
+            self._cap = min(self._cap, half)  # admit no more than this from now on
+            a, b = self._evaluate(slots[:half]), self._evaluate(slots[half:])
+            ptr = torch.cat([a[5], b[5][1:] + a[5][-1]])  # atom offsets of the joined batch
+            return (*(torch.cat([a[k], b[k]]) for k in range(5)), ptr)
 
     def _evaluate_once(self, slots: list[_Slot]):
         dev, dtype = self.device, self.dtype
@@ -477,8 +478,8 @@ class Engine:
                                   graphs.src[keep], graphs.dst[keep], graphs.shifts[keep])
         else:
             model_graphs = graphs
-        self.evaluations.append(len(slots))
         energy, forces, stress = self.potential.evaluate(model_graphs)
+        self.evaluations.append(len(slots))
         energy, forces, stress = energy.to(dev, dtype), forces.to(dev, dtype), stress.to(dev, dtype)
         if not (torch.isfinite(energy).all() and torch.isfinite(forces).all() and torch.isfinite(stress).all()):
             raise SBSInputError(f"the potential {self.potential.name} returned a non-finite energy, force or stress; "

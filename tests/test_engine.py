@@ -276,3 +276,30 @@ def test_cli_explore_with_the_batched_engine_and_bench(tmp_path, capsys):
     if not torch.cuda.is_available():
         assert main(["explore", cu, "--calc", "emt", "--device", "cuda", "--out", str(tmp_path / "x")]) == 2
     assert "CUDA is not available" in capsys.readouterr().err or torch.cuda.is_available()
+
+
+def test_batches_respect_the_atom_budget_and_halve_on_out_of_memory():
+    from ase_sbs.batched import ASEBatched
+
+    class SmallMemory(ASEBatched):
+        """EMT that runs out of (simulated) GPU memory above two structures per batch."""
+
+        def evaluate(self, graphs):
+            if graphs.n_graphs > 2:
+                raise torch.cuda.OutOfMemoryError("simulated")
+            return super().evaluate(graphs)
+
+    structures = [strained_cu(seed=s) for s in range(5)]  # 8 atoms each
+    stages = [Stage(0.0, 0.05, 100)]
+    alone = [quiet_relax([RelaxJob(a.copy(), stages)])[0] for a in structures]
+    by_atoms = Engine(SmallMemory(EMT(), warn=False), limits=BatchLimits(max_atoms=20))
+    assert by_atoms.plan([RelaxJob(a, stages) for a in structures]) == [[0, 1], [2, 3], [4]]
+    res = by_atoms.relax([RelaxJob(a.copy(), stages) for a in structures])
+    assert max(by_atoms.evaluations) == 2
+    oom = Engine(SmallMemory(EMT(), warn=False))
+    res_oom = oom.relax([RelaxJob(a.copy(), stages) for a in structures])
+    assert oom._cap == 2 and max(oom.evaluations) == 2  # 5 -> 3 + 2 -> (2 + 1) + 2
+    for a, b, c in zip(alone, res, res_oom):
+        assert b.steps == a.steps == c.steps
+        assert np.abs(b.atoms.positions - a.atoms.positions).max() < 1e-10
+        assert np.abs(c.atoms.positions - a.atoms.positions).max() < 1e-10
