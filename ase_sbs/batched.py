@@ -270,14 +270,28 @@ class NequIPBatched(BatchedPotential):
     def __init__(self, calc, name: str = "nequip"):
         self.calc = calc
         self.name = name
+        self.batched = True
 
     def evaluate(self, graphs: Graphs):
         from nequip.data import AtomicDataDict
 
         c = self.calc
         frames = [c.atoms_to_data(graphs.atoms(g)) for g in range(graphs.n_graphs)]
-        batch = AtomicDataDict.batched_from_list(frames)
-        out = c.call_model(batch)
+        out = None
+        if self.batched or len(frames) == 1:
+            try:
+                out = c.call_model(AtomicDataDict.batched_from_list(frames))
+            except RuntimeError as exc:  # e.g. a compiled model specialized to one frame
+                if len(frames) == 1:
+                    raise
+                self.batched = False
+                warnings.warn(f"{self.name} cannot evaluate batches ({type(exc).__name__}); the engine "
+                              "evaluates it one structure at a time", stacklevel=2)
+        if out is None:
+            parts = [c.call_model(f) for f in frames]
+            out = {k: torch.cat([p[k].detach().reshape(-1, *p[k].shape[1:]) for p in parts])
+                   for k in (AtomicDataDict.TOTAL_ENERGY_KEY, AtomicDataDict.FORCE_KEY, AtomicDataDict.STRESS_KEY)
+                   if k in parts[0]}
         G = graphs.n_graphs
         dev = graphs.positions.device
         e_unit = float(c.energy_units_to_eV)

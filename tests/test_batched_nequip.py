@@ -34,6 +34,8 @@ def nequip_calc():
 
 
 def test_nequip_batch_equals_the_calculator_structure_by_structure(nequip_calc):
+    import torch
+
     from ase_sbs.batched import NequIPBatched, batched_potential
     from ase_sbs.engine import Engine, RelaxJob, Stage
 
@@ -58,6 +60,11 @@ def test_nequip_batch_equals_the_calculator_structure_by_structure(nequip_calc):
         assert np.abs(stress[g].numpy() - voigt_6_to_full_3x3_stress(ref.get_stress())).max() < 1e-9
         start += len(s)
     assert np.abs(forces.numpy()).max() > 1e-3  # a real, non-trivial model
+    pot.batched = False  # one frame at a time (what a compiled model specialized to one frame falls back to)
+    again = engine._evaluate([engine.slot(i, RelaxJob(s, [Stage(0.0, 1e-9, 0)])) for i, s in enumerate(structures)])
+    for x, y in zip(again[:3], (energy, forces, stress)):
+        assert torch.allclose(x, y, atol=1e-10, rtol=0)
+    pot.batched = True
     # a relaxation through the engine (BFGS) ends where ASE's BFGS ends
     from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS
