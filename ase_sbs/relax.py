@@ -382,8 +382,8 @@ def default_targets(sym: Symmetry, channels=None) -> list[Target]:
 
 def resolve_engine(engine: str, device: str) -> tuple[str, str]:
     """(engine, device): ``auto`` engine is ``batched`` on CUDA and ``ase`` on the CPU
-    (where one structure at a time through ASE is as fast, see benchmarks/);
-    ``auto`` device falls back to the CPU with a warning."""
+    (the conservative choice there, although the batched engine measured faster on
+    2 CPU cores too, see the README); ``auto`` device falls back to the CPU with a warning."""
     from .engine import resolve_engine_device
 
     dev = str(resolve_engine_device(device))
