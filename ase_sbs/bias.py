@@ -172,7 +172,8 @@ def evaluate_bias(atoms, objects, irreps: str, strength: float, descriptor: Bias
                   dtype=torch.float64, device="cpu") -> BiasResult:
     """E_sb and its forces and stress for an ASE ``Atoms`` (crystal or molecule)."""
     descriptor = descriptor if descriptor is not None else BiasDescriptor(irreps)
-    descriptor = descriptor.to(device=device, dtype=dtype)
+    if descriptor.centres.device != torch.device(device) or descriptor.centres.dtype != dtype:
+        descriptor = descriptor.to(device=device, dtype=dtype)  # .to() regenerates e3nn's code: only when needed
     nbrs = neighbour_list(atoms, descriptor.cutoff)
     pos = torch.tensor(atoms.positions, dtype=dtype, device=device)
     cell = torch.tensor(np.asarray(atoms.cell), dtype=dtype, device=device)

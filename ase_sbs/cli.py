@@ -1,5 +1,5 @@
 """Command line: ``ase-sbs detect FILE``, ``ase-sbs sbs FILE [--target T]``,
-``ase-sbs explore FILE [--calc NAME] ...``, ``ase-sbs check-potential FILE``,
+``ase-sbs explore FILE [--calc NAME] [--engine E] ...``, ``ase-sbs bench FILE ...``, ``ase-sbs check-potential FILE``,
 ``ase-sbs modes CHILD --parent PARENT`` and ``ase-sbs symmetry-levels FILE [--parent PARENT]``.
 
 Tables go to stdout; ``--json OUT`` writes the same content as JSON (``-`` for stdout,
@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default: <file stem>_sbs); finished relaxations there are reused")
     p.add_argument("--json", metavar="FILE", help="also write the results JSON to FILE ('-' for stdout only)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--engine", choices=["auto", "ase", "batched"], default="auto",
+                   help="ase: one relaxation at a time; batched: all together in torch (ase_sbs.engine); "
+                   "auto (default): batched on CUDA, ase on the CPU")
+    p.add_argument("--optimizer", choices=["auto", "bfgs", "fire"], default="auto",
+                   help="optimizer of the batched engine: bfgs (as the ASE path), fire (ASE's FIRE); "
+                   "auto (default): fire on CUDA, bfgs on the CPU")
     p.add_argument("--all-variants", action="store_true", help="relax every SBS member, not one per target")
     p.add_argument("--seed-force", type=float, default=0.05, help="largest bias force at the parent, eV/Å (default 0.05)")
     p.add_argument("--fmax", type=float, default=5e-4, help="final force criterion, eV/Å (default 5e-4)")
@@ -77,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="beyond k = 0: run on this supercell of the primitive parent (e.g. 2 2 2)")
     p.add_argument("--kpoint", help="beyond k = 0: only channels at this k-star: R, M, X, G or 'kx ky kz' "
                    "(picks the supercell when --supercell is not given)")
+    p = sub.add_parser("bench", help="wall time of explore: ASE path vs batched engine vs the model-only floor")
+    _add_input(p)
+    p.add_argument("--calc", default="auto", help="potential (as for explore)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--targets", default="auto", help="targets (as for explore)")
+    p.add_argument("--supercell", type=int, nargs=3, metavar="N", help="repeat the parent n1 n2 n3 times")
+    p.add_argument("--all-variants", action="store_true", help="relax every SBS member")
+    p.add_argument("--optimizer", choices=["auto", "bfgs", "fire"], default="auto",
+                   help="optimizer of the batched engine (default auto: fire on CUDA, bfgs on the CPU)")
+    p.add_argument("--paths", default="ase,batched", help="which explores to time (default ase,batched)")
+    p.add_argument("--sweep", help="comma-separated batch sizes for a throughput sweep (e.g. 1,2,4,8,16)")
+    p.add_argument("--plot", help="PNG file for the throughput sweep")
+    p.add_argument("--many", type=int, default=0, help="also relax this many copies of the parent in one call")
+    p.add_argument("--json", metavar="OUT", help="also write the result as JSON ('-' for stdout only)")
     p = sub.add_parser("check-potential", help="equivariance errors of a potential, symmetry type by type")
     _add_input(p)
     p.add_argument("--calc", default="auto", help="potential (as for explore)")
@@ -161,7 +181,7 @@ def _explore(args) -> int:
         atoms, calc=args.calc, targets=args.targets, mode=args.mode, cell=args.cell, out=out,
         progress=not args.no_progress and sys.stderr.isatty(), device=args.device,
         seed_force=args.seed_force, release_fmax=args.fmax, max_steps=args.max_steps, symprec=args.symprec,
-        all_variants=args.all_variants,
+        all_variants=args.all_variants, engine=args.engine, engine_options={"optimizer": args.optimizer},
     )
     data = write_exploration(ex, out)
     if args.json != "-":
@@ -187,6 +207,33 @@ def _explore_supercell(args, atoms, out) -> int:
         print(f"\nwritten: {out}/explore.json, {out}/phases/")
     if args.json:
         write_json(data, args.json)
+    return 0
+
+
+def _bench(args) -> int:
+    from .bench import bench_explore, describe
+    from .report import write_json
+
+    atoms = _read(args.file, args.index)
+    if args.supercell:
+        if min(args.supercell) < 1:
+            raise SBSInputError("--supercell takes three positive integers")
+        atoms = atoms * tuple(args.supercell)
+    paths = tuple(p.strip() for p in args.paths.split(",") if p.strip())
+    if not paths or set(paths) - {"ase", "batched"}:
+        raise SBSInputError("--paths takes ase, batched or both (comma-separated)")
+    try:
+        sweep = [int(x) for x in args.sweep.split(",")] if args.sweep else None
+    except ValueError as exc:
+        raise SBSInputError(f"--sweep takes comma-separated integers, got {args.sweep!r}") from exc
+    quiet = args.json == "-"
+    out = bench_explore(atoms, args.calc, args.device, args.targets, args.all_variants, args.optimizer,
+                        sweep=sweep, many=args.many, paths=paths, plot=args.plot,
+                        progress=(lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr)))
+    if not quiet:
+        print(describe(out))
+    if args.json:
+        write_json(out, args.json)
     return 0
 
 
@@ -258,7 +305,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         commands = {"detect": _detect, "sbs": _sbs, "explore": _explore, "check-potential": _check_potential,
-                    "modes": _modes, "symmetry-levels": _symmetry_levels}
+                    "modes": _modes, "symmetry-levels": _symmetry_levels, "bench": _bench}
         return commands[args.command](args)
     except SBSInputError as exc:
         print(f"ase-sbs: error: {exc}", file=sys.stderr)

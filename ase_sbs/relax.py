@@ -382,9 +382,24 @@ def default_targets(sym: Symmetry, channels=None) -> list[Target]:
     return out
 
 
+def resolve_engine(engine: str, device: str) -> tuple[str, str]:
+    """(engine, device): ``auto`` engine is ``batched`` on CUDA and ``ase`` on the CPU
+    (the conservative choice there, although the batched engine measured faster on
+    2 CPU cores too, see the README); ``auto`` device falls back to the CPU with a warning."""
+    from .engine import resolve_engine_device
+
+    dev = str(resolve_engine_device(device))
+    if engine == "auto":
+        engine = "batched" if dev.startswith("cuda") else "ase"
+    if engine not in ("batched", "ase"):
+        raise SBSInputError(f"engine must be 'batched', 'ase' or 'auto', got {engine!r}")
+    return engine, dev
+
+
 def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed", cell: str = "full",
                    out: str | None = None, progress: bool = True, device: str = "cpu",
-                   supercell=None, kpoint=None, **settings) -> Exploration:
+                   supercell=None, kpoint=None, engine: str = "auto", engine_options: dict | None = None,
+                   **settings) -> Exploration:
     """Find the lower-symmetry phases ``atoms`` breaks into under the potential ``calc``.
 
     Args:
@@ -400,6 +415,14 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
         supercell, kpoint: run the protocol beyond k = 0 on a supercell (three integers
             or a 3x3 matrix) and/or at one k-star (``R`` or three numbers); returns an
             :class:`ase_sbs.supercell_explore.SupercellExploration` (see there).
+        engine: ``ase`` (one structure at a time through ASE: BFGS + FrechetCellFilter),
+            ``batched`` (every relaxation together in :mod:`ase_sbs.engine`: on the CPU
+            with the same BFGS, so both follow the same trajectories, on CUDA with ASE's
+            FIRE; ``engine_options={"optimizer": ...}`` chooses), ``auto`` (batched on
+            CUDA, ase on the CPU) or an :class:`ase_sbs.engine.Engine`.
+            Supercell runs (``supercell``/``kpoint``) use the ASE path.
+        engine_options: keyword arguments of :class:`ase_sbs.engine.Engine` (optimizer,
+            limits, fire, bfgs).
         **settings: further :class:`ExploreSettings` fields.
     """
     if supercell is not None or kpoint is not None:
@@ -409,15 +432,24 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
                                  device=device, out=out, **settings)
     s = ExploreSettings(mode=mode, cell=cell, **settings)
     s.validate()
+    runner = None
+    if not isinstance(engine, str):  # an Engine
+        runner, device = engine, str(engine.device)
+    else:
+        engine, device = resolve_engine(engine, device)
     store = _Store(out)
     if isinstance(calc, Potential):
         pot = calc
         pot.check_covers(atoms.get_chemical_symbols())
     else:
         pot = get_potential(calc, atoms.get_chemical_symbols(), device)
+    if engine == "batched":
+        from .engine import Engine
+
+        runner = Engine(pot, device=device, **{"optimizer": "auto", **(engine_options or {})})
     sym0 = detect_symmetry(atoms, symprec=s.symprec)
     start = symmetrized_atoms(sym0)
-    parent = _relax_parent(start, sym0, pot, s, store)
+    parent = _relax_parent(start, sym0, pot, s, store, runner)
     psym = detect_symmetry(parent.atoms, symprec=s.symprec)
     if psym.order != sym0.order:
         raise SBSInputError(
@@ -436,20 +468,38 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
         signs = (1,) if _contains(B.objects, -B.objects[0]) else (1, -1)
         jobs += [(t, B, j, sign) for sign in signs for j in members]
     base = _digest(pot.name, asdict(s), _structure_digest(parent.atoms))
-    relaxations = []
+    relaxations: list = [None] * len(jobs)
+    descriptors: dict = {}
+    pending = []  # (index, key, plan) for the batched engine
     bar = _progress(len(jobs), progress)
-    for t, B, j, sign in jobs:
+    for i, (t, B, j, sign) in enumerate(jobs):
         # the elements tell apart inequivalent subgroups that share a name
         key = f"{_safe(t.name)}-{_digest(t.elements)[:6]}-m{j}{'' if sign > 0 else 'neg'}-{base}"
         rec = store.load(key)
-        if rec is None:
-            r = _relax_member(parent, psym, B, j, pot, s, sign, bias_device)
-            data = {k: v for k, v in asdict(r).items() if k != "atoms"}
-            store.save(key, data, r.atoms)
+        if rec is not None:
+            relaxations[i] = Relaxation(**rec)
+            bar.update(1)
+            continue
+        plan = _member_plan(parent, psym, B, j, s, sign, descriptors)
+        if isinstance(plan, Relaxation):
+            r = plan
+        elif runner is None:
+            r = _member_result(parent, psym, plan, _ase_outcome(parent, plan, pot, s, bias_device), s)
         else:
-            r = Relaxation(**rec)
-        relaxations.append(r)
+            pending.append((i, key, plan))
+            continue
+        store.save(key, {k: v for k, v in asdict(r).items() if k != "atoms"}, r.atoms)
+        relaxations[i] = r
         bar.update(1)
+    if pending:
+        def done(k, res):
+            i, key, plan = pending[k]
+            r = _member_result(parent, psym, plan, _engine_outcome(plan, res, s), s)
+            store.save(key, {k2: v for k2, v in asdict(r).items() if k2 != "atoms"}, r.atoms)
+            relaxations[i] = r
+            bar.update(1)
+
+        runner.relax([_member_job(parent, plan, s) for _, _, plan in pending], on_done=done)
     bar.close()
     phases = _phases(parent, psym, relaxations, s)
     _attach_modes(phases, psym, channels)
@@ -502,7 +552,8 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="relaxations", unit="relax", file=sys.stderr, leave=False)
 
 
-def _relax_parent(start: Atoms, sym: Symmetry, pot: Potential, s: ExploreSettings, store: _Store) -> ParentResult:
+def _relax_parent(start: Atoms, sym: Symmetry, pot: Potential, s: ExploreSettings, store: _Store,
+                  runner=None) -> ParentResult:
     key = f"parent-{_digest(pot.name, s.cell, s.release_fmax, s.parent_max_steps, s.symprec, _structure_digest(start))}"
     rec = store.load(key)
     if rec is not None:
@@ -514,14 +565,21 @@ def _relax_parent(start: Atoms, sym: Symmetry, pot: Potential, s: ExploreSetting
     _warn_if_noisy(pot, noise, s)
     atoms = start.copy()
     full = Symmetrizer(sym.operations.rotations, sym.operations.permutations)
-    calc = SBSCalculator(pot.calc, np.zeros(1), "0e", 0.0, symmetrize=full)
-    converged, steps = _minimize(atoms, calc, s.cell, s.release_fmax, s.parent_max_steps)
+    if runner is None:
+        calc = SBSCalculator(pot.calc, np.zeros(1), "0e", 0.0, symmetrize=full)
+        converged, steps = _minimize(atoms, calc, s.cell, s.release_fmax, s.parent_max_steps)
+        energy = float(atoms.get_potential_energy())
+    else:
+        from .engine import RelaxJob, Stage
+
+        job = RelaxJob(atoms, [Stage(0.0, s.release_fmax, s.parent_max_steps)], cell=s.cell, symmetrizer=full)
+        res = runner.relax([job])[0]
+        atoms, energy, converged, steps = res.atoms, res.energy, res.converged[0], res.steps[0]
     if not converged:
         raise SBSInputError(
             f"the parent did not converge within {s.parent_max_steps} steps at fmax={s.release_fmax} eV/Å "
             "inside its own symmetry; raise max_steps or check the structure"
         )
-    energy = float(atoms.get_potential_energy())
     result = ParentResult(
         spacegroup_number=sym.spacegroup_number,
         spacegroup_symbol=sym.spacegroup_symbol,
@@ -550,11 +608,17 @@ def _contains(objects: np.ndarray, v: np.ndarray, tol: float = 1e-6) -> bool:
     return bool((np.abs(objects - v).max(axis=1) < tol).any())
 
 
-def _relax_member(parent: ParentResult, psym: Symmetry, B: SymmetryBreakingSet, j: int,
-                  pot: Potential, s: ExploreSettings, sign: int = 1, device: str = "cpu") -> Relaxation:
-    atoms = parent.atoms.copy()
+def _member_plan(parent: ParentResult, psym: Symmetry, B: SymmetryBreakingSet, j: int,
+                 s: ExploreSettings, sign: int = 1, descriptors: dict | None = None):
+    """What one member's relaxation runs: a Relaxation when the bias is inactive, else
+    a dict with b, λ₀, the symmetrizer onto Stab_S(b) and the λ factors of the stages.
+    ``descriptors`` shares one BiasDescriptor per irreps (same seed, same descriptor)."""
+    atoms = parent.atoms
     b = sign * B.objects[j]
-    desc = BiasDescriptor(B.irreps)
+    descriptors = {} if descriptors is None else descriptors
+    desc = descriptors.get(B.irreps)
+    if desc is None:
+        desc = descriptors[B.irreps] = BiasDescriptor(B.irreps)
     scale = bias_scale(atoms, b, B.irreps, desc)
     common = dict(target=B.target.name, member=j, sign=sign, irreps=B.irreps,
                   sbs_object=[float(x) for x in b], natoms=len(atoms))
@@ -562,11 +626,42 @@ def _relax_member(parent: ParentResult, psym: Symmetry, B: SymmetryBreakingSet, 
         return Relaxation(**common, status="bias_inactive", energy_eV=parent.energy_eV,
                           spacegroup_number=parent.spacegroup_number, spacegroup_symbol=parent.spacegroup_symbol,
                           point_group=parent.point_group, point_group_order=psym.order, ladder={},
-                          strength_eV=0.0, steps={}, converged=True, max_displacement_A=0.0, atoms=atoms)
-    lam0 = s.seed_force / scale
-    symm = Symmetrizer.from_subgroup(psym, B.stabilizers[j])
-    calc = SBSCalculator(pot.calc, b, B.irreps, lam0, symmetrize=symm, descriptor=desc, device=device)
+                          strength_eV=0.0, steps={}, converged=True, max_displacement_A=0.0,
+                          atoms=atoms.copy())
     factors = [1.0] + (list(s.field_factors) if s.mode == "field" else []) + list(s.anneal)
+    return dict(common=common, b=b, irreps=B.irreps, descriptor=desc, lam0=s.seed_force / scale,
+                symmetrizer=Symmetrizer.from_subgroup(psym, B.stabilizers[j]), factors=factors)
+
+
+def _member_job(parent: ParentResult, plan: dict, s: ExploreSettings):
+    """The stages of a member's relaxation as a job for the batched engine."""
+    from .engine import RelaxJob, Stage
+
+    stages = [Stage(plan["lam0"] * f, s.fmax, s.max_steps) for f in plan["factors"]]
+    stages.append(Stage(0.0, s.release_fmax, s.max_steps))
+    return RelaxJob(parent.atoms.copy(), stages, cell=s.cell, sbs_object=plan["b"], irreps=plan["irreps"],
+                    descriptor=plan["descriptor"], symmetrizer=plan["symmetrizer"], snapshots=s.mode == "field")
+
+
+def _engine_outcome(plan: dict, res, s: ExploreSettings):
+    """(atoms, energy, steps, converged, field space group) from an engine result."""
+    factors = plan["factors"]
+    steps = {f"lambda_x{f:g}": n for f, n in zip(factors, res.steps)}
+    steps["release"] = res.steps[-1]
+    field_sg = None
+    if s.mode == "field":
+        fs, _ = _classify(res.snapshots[factors.index(max(factors))], s.classify_symprec)
+        field_sg = fs.spacegroup_symbol if fs.periodic else fs.schoenflies
+    return res.atoms, res.energy, steps, res.converged[-1], field_sg
+
+
+def _ase_outcome(parent: ParentResult, plan: dict, pot: Potential, s: ExploreSettings, device: str):
+    """Run a member's stages through ASE (SBSCalculator + BFGS + FrechetCellFilter)."""
+    atoms = parent.atoms.copy()
+    lam0 = plan["lam0"]
+    calc = SBSCalculator(pot.calc, plan["b"], plan["irreps"], lam0, symmetrize=plan["symmetrizer"],
+                         descriptor=plan["descriptor"], device=device)
+    factors = plan["factors"]
     steps = {}
     field_sg = None
     for f in factors:
@@ -579,7 +674,12 @@ def _relax_member(parent: ParentResult, psym: Symmetry, B: SymmetryBreakingSet, 
     calc.strength = 0.0
     converged, n = _minimize(atoms, calc, s.cell, s.release_fmax, s.max_steps)
     steps["release"] = n
-    energy = float(atoms.get_potential_energy())
+    return atoms, float(atoms.get_potential_energy()), steps, converged, field_sg
+
+
+def _member_result(parent: ParentResult, psym: Symmetry, plan: dict, outcome, s: ExploreSettings) -> Relaxation:
+    """Classify a finished member relaxation."""
+    atoms, energy, steps, converged, field_sg = outcome
     found, ladder = _classify(atoms, s.classify_symprec)
     same_group = found.order == psym.order and found.spacegroup_number == psym.spacegroup_number
     disp = max_displacement(parent.atoms, atoms)
@@ -591,7 +691,7 @@ def _relax_member(parent: ParentResult, psym: Symmetry, B: SymmetryBreakingSet, 
     found_class = found.crystal_class or found.schoenflies
     status = "unconverged" if not converged else ("returned" if back else "broken")
     return Relaxation(
-        **common,
+        **plan["common"],
         status=status,
         energy_eV=energy,
         spacegroup_number=found.spacegroup_number,
@@ -599,14 +699,22 @@ def _relax_member(parent: ParentResult, psym: Symmetry, B: SymmetryBreakingSet, 
         point_group=found_class,
         point_group_order=len(crystal_point_group_matrices(found)),
         ladder=ladder,
-        strength_eV=lam0,
+        strength_eV=plan["lam0"],
         steps=steps,
-        converged=converged,
+        converged=bool(converged),
         max_displacement_A=disp,
         max_strain=strain,
         field_spacegroup=field_sg,
         atoms=atoms,
     )
+
+
+def _relax_member(parent: ParentResult, psym: Symmetry, B: SymmetryBreakingSet, j: int,
+                  pot: Potential, s: ExploreSettings, sign: int = 1, device: str = "cpu") -> Relaxation:
+    plan = _member_plan(parent, psym, B, j, s, sign)
+    if isinstance(plan, Relaxation):
+        return plan
+    return _member_result(parent, psym, plan, _ase_outcome(parent, plan, pot, s, device), s)
 
 
 def _phases(parent: ParentResult, psym: Symmetry, relaxations: list[Relaxation], s: ExploreSettings) -> list[Phase]:
