@@ -25,7 +25,7 @@ import json
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import reduce
 
 import numpy as np
@@ -209,7 +209,7 @@ class Exploration:
                 for ph in self.phases
             ],
             "relaxations": [
-                {k: v for k, v in asdict(r).items() if k != "atoms"} for r in self.relaxations
+                record(r) for r in self.relaxations
             ],
         }
 
@@ -228,6 +228,12 @@ def _minimize(atoms: Atoms, calc, cell: str, fmax: float, max_steps: int) -> tup
     opt = BFGS(target, logfile=None, maxstep=0.1)
     converged = bool(opt.run(fmax=fmax, steps=max_steps))
     return converged, int(opt.nsteps)
+
+
+def record(result) -> dict:
+    """A result dataclass's fields without its ``atoms`` (JSON-ready). Shallow: unlike
+    ``dataclasses.asdict`` it does not deep-copy the Atoms and the calculator on them."""
+    return {f.name: getattr(result, f.name) for f in fields(result) if f.name != "atoms"}
 
 
 def formula_units(atoms: Atoms) -> int:
@@ -488,14 +494,14 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
         else:
             pending.append((i, key, plan))
             continue
-        store.save(key, {k: v for k, v in asdict(r).items() if k != "atoms"}, r.atoms)
+        store.save(key, record(r), r.atoms)
         relaxations[i] = r
         bar.update(1)
     if pending:
         def done(k, res):
             i, key, plan = pending[k]
             r = _member_result(parent, psym, plan, _engine_outcome(plan, res, s), s)
-            store.save(key, {k2: v for k2, v in asdict(r).items() if k2 != "atoms"}, r.atoms)
+            store.save(key, record(r), r.atoms)
             relaxations[i] = r
             bar.update(1)
 
@@ -591,7 +597,7 @@ def _relax_parent(start: Atoms, sym: Symmetry, pot: Potential, s: ExploreSetting
         steps=steps,
         force_noise_eV_A=noise,
     )
-    store.save(key, {k: v for k, v in asdict(result).items() if k != "atoms"}, atoms)
+    store.save(key, record(result), atoms)
     return result
 
 
