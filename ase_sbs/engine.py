@@ -505,7 +505,7 @@ class Engine:
         G = len(slots)
         graph = torch.repeat_interleave(torch.arange(G, device=dev), torch.as_tensor([s.n for s in slots], device=dev))
         f_u = torch.einsum("ni,nij->nj", forces, Fs[graph])  # f F per atom
-        fmax_atoms = torch.zeros(G, dtype=dtype, device=dev).index_reduce_(
+        fmax_atoms = torch.zeros(G, dtype=dtype, device=dev).scatter_reduce_(
             0, graph, torch.linalg.norm(f_u, dim=1), "amax", include_self=True)
         cell_idx = [g for g, s in enumerate(slots) if s.has_cell]
         fmax = fmax_atoms
