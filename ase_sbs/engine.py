@@ -110,7 +110,9 @@ class RelaxResult:
 @dataclass(frozen=True)
 class BatchLimits:
     """Batch size limits: structures, atoms and edges at once. ``None``: from the device
-    (CUDA: a fraction of free memory over the potential's bytes per edge; CPU: 4096 atoms)."""
+    (CUDA: a fraction of free memory over the potential's bytes per edge; CPU: 256 atoms,
+    since on the CPU a model's cost per structure does not fall, and may rise, with larger
+    batches)."""
 
     max_structures: int = 512
     max_atoms: int | None = None
@@ -363,7 +365,7 @@ class Engine:
             free, _ = torch.cuda.mem_get_info(self.device)
             max_edges = 0.5 * free / self.potential.bytes_per_edge
         if max_atoms is None:
-            max_atoms = math.inf if self.device.type == "cuda" else 4096
+            max_atoms = math.inf if self.device.type == "cuda" else 256
         return float(max_atoms), float(max_edges if max_edges is not None else math.inf)
 
     def plan(self, jobs: list[RelaxJob]) -> list[list[int]]:
@@ -503,7 +505,7 @@ class Engine:
         G = len(slots)
         graph = torch.repeat_interleave(torch.arange(G, device=dev), torch.as_tensor([s.n for s in slots], device=dev))
         f_u = torch.einsum("ni,nij->nj", forces, Fs[graph])  # f F per atom
-        fmax_atoms = torch.zeros(G, dtype=dtype, device=dev).index_reduce_(
+        fmax_atoms = torch.zeros(G, dtype=dtype, device=dev).scatter_reduce_(
             0, graph, torch.linalg.norm(f_u, dim=1), "amax", include_self=True)
         cell_idx = [g for g, s in enumerate(slots) if s.has_cell]
         fmax = fmax_atoms
