@@ -51,7 +51,7 @@ from ase import Atoms
 from .errors import SBSInputError
 from .groups import FiniteGroup, bits, mask_of
 from .symmetry import Symmetry, _permutation, detect_symmetry, quiet_c_stderr, symmetrized_atoms
-from .targets import STRAIN_BASIS
+from .targets import STRAIN_BASIS, isotypic_components
 
 # |G| · D³ (D = 3 N + 6) above this is refused before any long computation
 MAX_WORK = 1.5e10
@@ -382,54 +382,23 @@ def distortion_channels(sg: SupercellGroup, seed: int = 0) -> list[SupercellChan
     trans = np.zeros((dim, 3))
     for a in range(3):
         trans[a: 3 * n: 3, a] = 1 / np.sqrt(n)
-    Pt = np.eye(dim) - trans @ trans.T
-    rng = np.random.default_rng(seed)
-    M = rng.standard_normal((dim, dim))
-    M = Pt @ (M + M.T) @ Pt
-    A = np.zeros((dim, dim))
-    for g in range(sg.order):
-        Dg = sg.matrix_of(g)
-        A += Dg @ M @ Dg.T
-    A /= sg.order
-    w, v = np.linalg.eigh((A + A.T) / 2)
-    scale = max(np.abs(w).max(), 1.0)
-    blocks: list[list[int]] = []
-    for i in range(dim):
-        if blocks and abs(w[i] - w[blocks[-1][-1]]) < 1e-8 * scale:
-            blocks[-1].append(i)
-        else:
-            blocks.append([i])
-    pieces = []
-    for blk in blocks:
-        V = v[:, blk]
-        if np.linalg.norm(trans.T @ V) > 0.5:  # the uniform translations
-            continue
-        chi = np.einsum("ij,gij->g", V, np.stack([_act_cols(sg, g, V) for g in range(sg.order)]))
-        pieces.append((V, chi))
-    groups: list[list] = []
-    for V, chi in pieces:
-        for grp in groups:
-            if np.allclose(grp[0][1], chi, atol=1e-5):
-                grp.append((V, chi))
-                break
-        else:
-            groups.append([(V, chi)])
+    rho = np.stack([sg.matrix_of(g) for g in range(sg.order)])
+    groups = isotypic_components(rho, seed, eig_tol=1e-8, char_tol=1e-5, exclude=trans)
     inv = next((g for g in range(sg.order) if np.allclose(sg.rotations[g], -np.eye(3))
                 and np.abs(sg.translations_frac[g]).max() < 1e-9), None)
     channels = []
-    for grp in groups:
-        chi = grp[0][1]
+    for copies, chi in groups:
         d = int(round(chi[0]))
         star = _kstar(sg, chi)
-        B = np.concatenate([V for V, _ in grp], axis=1)
+        B = np.concatenate(copies, axis=1)
         sources = tuple(s for s, part in (("displacement", B[: 3 * n]), ("strain", B[3 * n:]))
                         if np.abs(part).max() > 1e-8)
         parity = "" if inv is None or abs(chi[inv]) < 1e-6 else ("+" if chi[inv] > 0 else "-")
         channels.append(SupercellChannel(
             label=f"{_star_name(sg, star)}-d{d}{parity}",
             kstar=tuple(tuple(_frac(x) for x in k) for k in star),
-            dimension=d, multiplicity=len(grp), sources=sources, character=chi,
-            copies=tuple(V for V, _ in grp),
+            dimension=d, multiplicity=len(copies), sources=sources, character=chi,
+            copies=tuple(copies),
         ))
     order = {"Γ": 0, "X": 1, "M": 2, "R": 3}
     channels.sort(key=lambda c: (order.get(c.label.split("-")[0], 4), c.label, c.dimension))

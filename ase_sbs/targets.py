@@ -178,36 +178,50 @@ def _group_by(values: list, key) -> list[list]:
     return groups
 
 
-def distortion_channels(sym: Symmetry, seed: int = 0) -> list[DistortionChannel]:
-    """Split W into isotypic components of the real irreps of S.
+def isotypic_components(rho: np.ndarray, seed: int = 0, eig_tol: float = 1e-7, char_tol: float = 1e-6,
+                        exclude: np.ndarray | None = None) -> list[tuple[list[np.ndarray], np.ndarray]]:
+    """Isotypic components of an orthogonal representation ``rho`` (|G|, d, d) of a finite group.
 
-    A random symmetric matrix averaged over the group commutes with rho; its
-    eigenspaces are irreducible (with probability one) and are grouped by character.
+    A random symmetric M averaged over the group, A = (1/|G|) Σ_g rho(g) M rho(g)ᵀ,
+    commutes with rho; its eigenspaces are irreducible (with probability one), and
+    eigenspaces with the same character χ(g) = tr(Vᵀ rho(g) V) make one isotypic
+    component. ``exclude`` (d, k orthonormal columns) is an invariant subspace left out
+    (e.g. uniform translations). Returns [(copies, χ)]: the orthonormal (d, dim Γ) bases
+    of the irreducible pieces of each component, and Γ's character.
     """
-    Q, rho = distortion_representation(sym)
-    dim = Q.shape[1]
-    if dim == 0:
-        return []
+    d = rho.shape[1]
     rng = np.random.default_rng(seed)
-    M = rng.standard_normal((dim, dim))
+    M = rng.standard_normal((d, d))
     M = M + M.T
-    A = np.einsum("gij,jk,glk->il", rho, M, rho) / len(rho)
-    w, v = np.linalg.eigh(A)
+    if exclude is not None:
+        P = np.eye(d) - exclude @ exclude.T
+        M = P @ M @ P
+    A = (rho @ M @ rho.transpose(0, 2, 1)).sum(axis=0) / len(rho)
+    w, v = np.linalg.eigh((A + A.T) / 2)
     scale = max(np.abs(w).max(), 1.0)
-    blocks = _group_by(list(range(dim)), lambda a, b: abs(w[a] - w[b]) < 1e-7 * scale)
+    blocks = _group_by(list(range(d)), lambda a, b: abs(w[a] - w[b]) < eig_tol * scale)
     pieces = []
     for blk in blocks:
         V = v[:, blk]
-        chi = np.einsum("ij,gik,kj->g", V, rho, V)
-        pieces.append((V, chi))
-    isotypic = _group_by(pieces, lambda a, b: np.allclose(a[1], b[1], atol=1e-6))
+        if exclude is not None and np.linalg.norm(exclude.T @ V) > 0.5:
+            continue
+        pieces.append((V, np.einsum("ij,gij->g", V, rho @ V)))
+    isotypic = _group_by(pieces, lambda a, b: np.allclose(a[1], b[1], atol=char_tol))
+    return [([V for V, _ in grp], grp[0][1]) for grp in isotypic]
+
+
+def distortion_channels(sym: Symmetry, seed: int = 0) -> list[DistortionChannel]:
+    """Split W into isotypic components of the real irreps of S (:func:`isotypic_components`)."""
+    Q, rho = distortion_representation(sym)
+    if Q.shape[1] == 0:
+        return []
+    isotypic = isotypic_components(rho, seed)
     nd = 3 * len(sym.atoms)
     mats = sym.point_group_matrices
     o3_chars = {ir: np.trace(representation(ir, mats), axis1=1, axis2=2) for ir in irreps_list(6)}
     channels = []
-    for group in isotypic:
-        chi = group[0][1]
-        basis = Q @ np.concatenate([V for V, _ in group], axis=1)
+    for copies, chi in isotypic:
+        basis = Q @ np.concatenate(copies, axis=1)
         sources = []
         if np.abs(basis[:nd]).max() > 1e-8:
             sources.append("displacement")
@@ -220,7 +234,7 @@ def distortion_channels(sym: Symmetry, seed: int = 0) -> list[DistortionChannel]
             DistortionChannel(
                 label=mulliken_label(chi, mats, complex_pair=norm > 1.5),
                 dimension=irr_dim,
-                multiplicity=len(group),
+                multiplicity=len(copies),
                 sources=tuple(sources),
                 o3_irreps=o3,
                 character=chi,
