@@ -155,3 +155,25 @@ def test_explore_cli_with_compiled_model(artifacts, tmp_path):
     result = json.loads(proc.stdout)
     assert result["potential"] == pt2.name
     assert result["relaxations"] and all(r["target"] for r in result["relaxations"])
+
+
+def test_batched_engine_with_compiled_model(artifacts):
+    """The batched engine relaxes with the compiled model (its relaxations, energies and
+    classification equal the ASE path's); a model that cannot take a batch is evaluated
+    one frame at a time, with a warning, never silently."""
+    import warnings
+
+    from ase_sbs import break_symmetry
+
+    _, _, pt2 = artifacts
+    atoms = read(EXAMPLES / "Cu_bcc.cif")
+    kwargs = dict(targets="I4/mmm", progress=False, max_steps=60)
+    ase_path = break_symmetry(atoms, str(pt2), engine="ase", **kwargs)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        batched = break_symmetry(atoms, str(pt2), engine="batched", **kwargs)
+    assert len(batched.relaxations) == len(ase_path.relaxations) > 0
+    for a, b in zip(ase_path.relaxations, batched.relaxations):
+        assert (a.status, a.spacegroup_number) == (b.status, b.spacegroup_number)
+        assert abs(a.energy_per_atom - b.energy_per_atom) < 5e-4
+    assert [p.spacegroup_number for p in ase_path.phases] == [p.spacegroup_number for p in batched.phases]
