@@ -112,9 +112,9 @@ class SymmetryLevels:
 
 def _polar_stretch(L: np.ndarray, L_ref: np.ndarray) -> np.ndarray:
     """ε = U − I with Lᵀ = Q U L_refᵀ (rows are lattice vectors)."""
-    A = L.T @ np.linalg.inv(L_ref).T
-    _, s, Vt = np.linalg.svd(A)
-    U = Vt.T @ np.diag(s) @ Vt
+    from .modes import _polar
+
+    _, U = _polar(L.T @ np.linalg.inv(L_ref).T)
     return (U + U.T) / 2 - np.eye(3)
 
 
