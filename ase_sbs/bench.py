@@ -12,6 +12,7 @@ call relaxing many copies of the parent (memory check).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
@@ -98,7 +99,7 @@ def _phase_summary(ex) -> list:
 
 
 def bench_explore(atoms: Atoms, calc="auto", device: str = "cpu", targets="auto", all_variants: bool = False,
-                  optimizer: str = "auto", sweep=None, many: int = 0, paths=("ase", "batched"),
+                  optimizer: str = "auto", limits=None, sweep=None, many: int = 0, paths=("ase", "batched"),
                   plot: str | None = None, progress=print) -> dict:
     """Run the benchmark; returns a JSON-able dict (see module docstring)."""
     from .engine import Engine, RelaxJob, Stage, resolve_engine_device
@@ -109,7 +110,7 @@ def bench_explore(atoms: Atoms, calc="auto", device: str = "cpu", targets="auto"
     pot = get_potential(calc, atoms.get_chemical_symbols(), dev)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        engine = Engine(pot, device=dev, optimizer=optimizer)
+        engine = Engine(pot, device=dev, optimizer=optimizer, limits=limits)
     # warm up both paths (model load, first-call compilation) outside the timings
     warm = atoms.copy()
     warm.calc = pot.calc
@@ -120,6 +121,7 @@ def bench_explore(atoms: Atoms, calc="auto", device: str = "cpu", targets="auto"
         "device": dev, "device_name": torch.cuda.get_device_name(dev) if dev.startswith("cuda") else "cpu",
         "torch_threads": torch.get_num_threads(), "targets": targets, "all_variants": all_variants,
         "optimizer": engine.optimizer, "batched_potential": type(engine.potential).__name__,
+        "batch_atoms": engine._budget()[0] if math.isfinite(engine._budget()[0]) else None,
         "load_average_start": list(os.getloadavg()),
     }
     common = dict(targets=targets, all_variants=all_variants, progress=False, device=dev)
@@ -144,8 +146,10 @@ def bench_explore(atoms: Atoms, calc="auto", device: str = "cpu", targets="auto"
             out["batched_cpu_s"] = time.process_time() - c
             out["batched_engine_s"] = engine.seconds  # of which inside the engine (relaxations)
     ex = results.get("batched") or results.get("ase")
-    out["relaxations"] = len(ex.relaxations)
-    out["phases"] = {k: _phase_summary(v) for k, v in results.items()}
+    parent = ex.parent.atoms if ex is not None else atoms
+    if ex is not None:
+        out["relaxations"] = len(ex.relaxations)
+        out["phases"] = {k: _phase_summary(v) for k, v in results.items()}
     if len(results) == 2:
         a, b = results["ase"], results["batched"]
         out["same_phases"] = [p.name for p in a.phases] == [p.name for p in b.phases]
@@ -169,7 +173,6 @@ def bench_explore(atoms: Atoms, calc="auto", device: str = "cpu", targets="auto"
         out["batched_over_floor"] = out["batched_s"] / floor if floor > 0 else None
     if sweep:
         progress("throughput sweep ...")
-        parent = ex.parent.atoms
         rows = []
         for size in sweep:
             tm = model_time(engine.potential, parent, size, dev)
@@ -182,7 +185,6 @@ def bench_explore(atoms: Atoms, calc="auto", device: str = "cpu", targets="auto"
             out["plot"] = plot
     if many:
         progress(f"{many} structures in one call ...")
-        parent = ex.parent.atoms
         jobs = [RelaxJob(a, [Stage(0.0, 0.01, 30)], cell="full") for a in copies(parent, many, seed=2)]
         if dev.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(dev)
@@ -223,7 +225,7 @@ def _plot(rows: list, info: dict, path: str) -> None:
 
 def describe(out: dict) -> str:
     """The benchmark as a table."""
-    lines = [f"{out['structure']} ({out['natoms']} atoms), {out['relaxations']} relaxations, "
+    lines = [f"{out['structure']} ({out['natoms']} atoms), {out.get('relaxations', 0)} relaxations, "
              f"{out['potential']} on {out['device_name']} ({out['torch_threads']} threads), optimizer {out['optimizer']}"]
     lines.append(f"{'path':<26}{'wall s':>10}{'vs floor':>10}{'CPU s':>10}")
     floor = out.get("floor_s")

@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=["auto", "bfgs", "fire"], default="auto",
                    help="optimizer of the batched engine: bfgs (as the ASE path), fire (ASE's FIRE); "
                    "auto (default): fire on CUDA, bfgs on the CPU")
+    p.add_argument("--batch-atoms", type=int, metavar="N",
+                   help="atoms per batch of the batched engine (default: from free memory on CUDA, 64 on the CPU)")
     p.add_argument("--all-variants", action="store_true", help="relax every SBS member, not one per target")
     p.add_argument("--seed-force", type=float, default=0.05, help="largest bias force at the parent, eV/Å (default 0.05)")
     p.add_argument("--fmax", type=float, default=5e-4, help="final force criterion, eV/Å (default 5e-4)")
@@ -92,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-variants", action="store_true", help="relax every SBS member")
     p.add_argument("--optimizer", choices=["auto", "bfgs", "fire"], default="auto",
                    help="optimizer of the batched engine (default auto: fire on CUDA, bfgs on the CPU)")
-    p.add_argument("--paths", default="ase,batched", help="which explores to time (default ase,batched)")
+    p.add_argument("--batch-atoms", type=int, metavar="N",
+                   help="atoms per batch of the batched engine (default: from free memory on CUDA, 64 on the CPU)")
+    p.add_argument("--paths", default="ase,batched", help="which explores to time (default ase,batched; none: only --sweep / --many)")
     p.add_argument("--sweep", help="comma-separated batch sizes for a throughput sweep (e.g. 1,2,4,8,16)")
     p.add_argument("--plot", help="PNG file for the throughput sweep")
     p.add_argument("--many", type=int, default=0, help="also relax this many copies of the parent in one call")
@@ -181,7 +185,7 @@ def _explore(args) -> int:
         atoms, calc=args.calc, targets=args.targets, mode=args.mode, cell=args.cell, out=out,
         progress=not args.no_progress and sys.stderr.isatty(), device=args.device,
         seed_force=args.seed_force, release_fmax=args.fmax, max_steps=args.max_steps, symprec=args.symprec,
-        all_variants=args.all_variants, engine=args.engine, engine_options={"optimizer": args.optimizer},
+        all_variants=args.all_variants, engine=args.engine, engine_options=_engine_options(args),
     )
     data = write_exploration(ex, out)
     if args.json != "-":
@@ -191,6 +195,17 @@ def _explore(args) -> int:
     if args.json:
         write_json(data, args.json)
     return 0
+
+
+def _engine_options(args) -> dict:
+    from .engine import BatchLimits
+
+    options = {"optimizer": args.optimizer}
+    if args.batch_atoms is not None:
+        if args.batch_atoms < 1:
+            raise SBSInputError(f"--batch-atoms takes a positive number of atoms, got {args.batch_atoms}")
+        options["limits"] = BatchLimits(max_atoms=args.batch_atoms)
+    return options
 
 
 def _explore_supercell(args, atoms, out) -> int:
@@ -219,16 +234,17 @@ def _bench(args) -> int:
         if min(args.supercell) < 1:
             raise SBSInputError("--supercell takes three positive integers")
         atoms = atoms * tuple(args.supercell)
-    paths = tuple(p.strip() for p in args.paths.split(",") if p.strip())
-    if not paths or set(paths) - {"ase", "batched"}:
-        raise SBSInputError("--paths takes ase, batched or both (comma-separated)")
+    paths = tuple(p.strip() for p in args.paths.split(",") if p.strip() and p.strip() != "none")
+    if set(paths) - {"ase", "batched"} or not (paths or args.sweep or args.many):
+        raise SBSInputError("--paths takes ase, batched or both (comma-separated), or none with --sweep or --many")
     try:
         sweep = [int(x) for x in args.sweep.split(",")] if args.sweep else None
     except ValueError as exc:
         raise SBSInputError(f"--sweep takes comma-separated integers, got {args.sweep!r}") from exc
     quiet = args.json == "-"
+    options = _engine_options(args)
     out = bench_explore(atoms, args.calc, args.device, args.targets, args.all_variants, args.optimizer,
-                        sweep=sweep, many=args.many, paths=paths, plot=args.plot,
+                        limits=options.get("limits"), sweep=sweep, many=args.many, paths=paths, plot=args.plot,
                         progress=(lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr)))
     if not quiet:
         print(describe(out))

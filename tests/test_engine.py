@@ -15,7 +15,7 @@ from ase.optimize import FIRE
 from ase_sbs import SBSInputError, break_symmetry, detect_symmetry, symmetry_breaking_set
 from ase_sbs.batched import Graphs, radius_graph
 from ase_sbs.bias import BiasDescriptor, evaluate_bias
-from ase_sbs.engine import BatchLimits, Engine, RelaxJob, Stage, _bias, _Slot, _SymmetryTables, FireParams, relax
+from ase_sbs.engine import CPU_BATCH_ATOMS, BatchLimits, Engine, RelaxJob, Stage, _bias, _Slot, _SymmetryTables, FireParams, relax
 from ase_sbs.symmetry import Symmetrizer
 
 
@@ -264,15 +264,23 @@ def test_cli_explore_with_the_batched_engine_and_bench(tmp_path, capsys):
     assert len(list((tmp_path / "ex" / "relaxations").glob("*.json"))) == 3  # parent + two signs of b
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert main(["bench", cu, "--calc", "emt", "--targets", "I4/mmm", "--paths", "batched",
+        assert main(["bench", cu, "--calc", "emt", "--targets", "I4/mmm", "--paths", "batched", "--batch-atoms", "2",
                      "--sweep", "1,2", "--plot", str(tmp_path / "t.png"), "--json", str(tmp_path / "b.json")]) == 0
     text = capsys.readouterr().out
     bench = json.loads((tmp_path / "b.json").read_text())
     assert "floor (model only)" in text and bench["floor_s"] > 0 and bench["relaxations"] == 2
     assert sum(int(k) * v for k, v in bench["evaluations"].items()) == bench["structure_evaluations"]
+    assert bench["batch_atoms"] == 2 and list(bench["evaluations"]) == ["1"]  # 2-atom cells, one per batch
     assert [r["batch"] for r in bench["sweep"]] == [1, 2] and (tmp_path / "t.png").stat().st_size > 1000
     assert main(["bench", cu, "--calc", "emt", "--supercell", "0", "1", "1"]) == 2
     assert main(["bench", cu, "--calc", "emt", "--paths", "gpu"]) == 2
+    assert main(["bench", cu, "--calc", "emt", "--paths", "none"]) == 2  # nothing to time
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["bench", cu, "--calc", "emt", "--paths", "none", "--sweep", "1,3", "--json", "-"]) == 0
+    sweep_only = json.loads(capsys.readouterr().out)
+    assert "ase_s" not in sweep_only and [r["batch"] for r in sweep_only["sweep"]] == [1, 3]
+    assert main(["explore", cu, "--calc", "emt", "--engine", "batched", "--batch-atoms", "0"]) == 2
     if not torch.cuda.is_available():
         assert main(["explore", cu, "--calc", "emt", "--device", "cuda", "--out", str(tmp_path / "x")]) == 2
     assert "CUDA is not available" in capsys.readouterr().err or torch.cuda.is_available()
@@ -296,7 +304,10 @@ def test_batches_respect_the_atom_budget_and_halve_on_out_of_memory():
     assert by_atoms.plan([RelaxJob(a, stages) for a in structures]) == [[0, 1], [2, 3], [4]]
     res = by_atoms.relax([RelaxJob(a.copy(), stages) for a in structures])
     assert max(by_atoms.evaluations) == 2
-    oom = Engine(SmallMemory(EMT(), warn=False))
+    default = Engine(SmallMemory(EMT(), warn=False))  # on the CPU: CPU_BATCH_ATOMS atoms
+    bigger = [RelaxJob(a.repeat((2, 2, 1)), stages) for a in structures]  # 32 atoms each
+    assert CPU_BATCH_ATOMS == 64 and default.plan(bigger) == [[0, 1], [2, 3], [4]]
+    oom = Engine(SmallMemory(EMT(), warn=False), limits=BatchLimits(max_atoms=10 ** 6))
     res_oom = oom.relax([RelaxJob(a.copy(), stages) for a in structures])
     assert oom._cap == 2 and max(oom.evaluations) == 2  # 5 -> 3 + 2 -> (2 + 1) + 2
     for a, b, c in zip(alone, res, res_oom):
