@@ -268,31 +268,45 @@ class NequIPBatched(BatchedPotential):
     bytes_per_edge = 4096.0
 
     def __init__(self, calc, name: str = "nequip"):
+        from nequip.data import AtomicDataDict
+
         self.calc = calc
         self.name = name
-        self.batched = True
+        # an AOTInductor-compiled model takes batches only if compiled for a batch target
+        inputs = getattr(calc.model, "input_keys", None)
+        self.batched = inputs is None or AtomicDataDict.BATCH_KEY in inputs
+        if not self.batched:
+            warnings.warn(f"{name} was compiled for one frame at a time (--target ase or ase_sbs; compile with "
+                          "--target batch or batch_sbs to batch): the engine evaluates it one structure at a time",
+                          stacklevel=3)
 
     def evaluate(self, graphs: Graphs):
         from nequip.data import AtomicDataDict
 
+        from .nequip.calculator import nequip_data_dtype
+
         c = self.calc
-        frames = [c.atoms_to_data(graphs.atoms(g)) for g in range(graphs.n_graphs)]
+        with nequip_data_dtype():
+            frames = [c.atoms_to_data(graphs.atoms(g)) for g in range(graphs.n_graphs)]
         out = None
+        G = graphs.n_graphs
         if self.batched or len(frames) == 1:
             try:
                 out = c.call_model(AtomicDataDict.batched_from_list(frames))
-            except RuntimeError as exc:  # e.g. a compiled model specialized to one frame
+                if out[AtomicDataDict.TOTAL_ENERGY_KEY].numel() != G:
+                    raise RuntimeError(f"{out[AtomicDataDict.TOTAL_ENERGY_KEY].numel()} energies for {G} frames")
+            except RuntimeError as exc:  # e.g. a TorchScript model specialized to one frame
                 if len(frames) == 1:
                     raise
+                out = None
                 self.batched = False
-                warnings.warn(f"{self.name} cannot evaluate batches ({type(exc).__name__}); the engine "
-                              "evaluates it one structure at a time", stacklevel=2)
+                warnings.warn(f"{self.name} cannot evaluate batches ({exc}); the engine evaluates it one "
+                              "structure at a time", stacklevel=2)
         if out is None:
             parts = [c.call_model(f) for f in frames]
             out = {k: torch.cat([p[k].detach().reshape(-1, *p[k].shape[1:]) for p in parts])
                    for k in (AtomicDataDict.TOTAL_ENERGY_KEY, AtomicDataDict.FORCE_KEY, AtomicDataDict.STRESS_KEY)
                    if k in parts[0]}
-        G = graphs.n_graphs
         dev = graphs.positions.device
         e_unit = float(c.energy_units_to_eV)
         f_unit = e_unit / float(c.length_units_to_A)
@@ -321,7 +335,8 @@ def batched_potential(calc, device: str = "cpu", name: str | None = None) -> Bat
     module = type(calc).__module__ or ""
     if module.startswith("sevenn") and hasattr(calc, "model") and hasattr(calc, "type_map"):
         return SevenNetBatched(calc, device=device, name=pot_name or "7net-0")
-    if module.startswith("nequip") and hasattr(calc, "atoms_to_data"):
+    nequip_based = any((c.__module__ or "").startswith("nequip.") for c in type(calc).__mro__)
+    if nequip_based and hasattr(calc, "atoms_to_data") and hasattr(calc, "call_model"):  # incl. subclasses
         return NequIPBatched(calc, name=pot_name or cls)
     return ASEBatched(calc, name=pot_name or cls)
 

@@ -79,15 +79,12 @@ def _nequip(path: str, device: str) -> Potential:
         raise SBSInputError(f"{path}: no such model file")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from nequip.integrations.ase import NequIPCalculator
+        from .nequip.calculator import Float64NequIPCalculator, load_calculator
 
     try:
         if path.endswith(".pth"):
-            calc = NequIPCalculator.from_compiled_model(path, device=device)
-        else:
-            # NequIPCalculator, or for models that take SBS inputs SBSNequIPCalculator with λ = 0
-            from .nequip.calculator import load_calculator
-
+            calc = Float64NequIPCalculator.from_compiled_model(path, device=device)
+        else:  # NequIPCalculator, or for models that take SBS inputs SBSNequIPCalculator with λ = 0
             calc = load_calculator(path, device=device)
     except Exception as exc:
         raise SBSInputError(f"{path}: cannot load it as a NequIP model ({type(exc).__name__}: {exc})") from exc

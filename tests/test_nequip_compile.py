@@ -3,7 +3,8 @@ examples/nequip/biased_potential.yaml), ``nequip-package``, ``nequip-compile --m
 aotinductor`` (target ``ase_sbs``: b and λ are inputs), then the compiled file in
 ``SBSNequIPCalculator`` and in ``ase-sbs explore --calc model.nequip.pt2``.
 
-One compile only: AOTInductor on CPU takes one to two minutes."""
+Two compiles (targets ``ase_sbs`` and ``batch_sbs``): AOTInductor on CPU takes one to two
+minutes each."""
 
 import json
 import os
@@ -45,6 +46,16 @@ def artifacts(tmp_path_factory):
     _run([sys.executable, "-m", "ase_sbs.nequip.compile", str(ckpt), str(pt2), "--mode", "aotinductor",
           "--device", "cpu", "--target", "ase_sbs"], d)
     return d, ckpt, pt2
+
+
+@pytest.fixture(scope="module")
+def batch_pt2(artifacts):
+    """The same checkpoint compiled for ``--target batch_sbs`` (a batch of frames, one b and λ each)."""
+    d, ckpt, _ = artifacts
+    out = d / "biased_batch.nequip.pt2"
+    _run([sys.executable, "-m", "ase_sbs.nequip.compile", str(ckpt), str(out), "--mode", "aotinductor",
+          "--device", "cpu", "--target", "batch_sbs"], d)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +116,8 @@ def test_wrapping_checkpoint_and_package(artifacts, cu):
     d, ckpt, _ = artifacts
     pkg = d / "biased.nequip.zip"
     _run(["nequip-package", "build", str(ckpt), str(pkg)], d)
-    set_global_state()
+    set_global_state()  # once per process: an earlier test may have run it, and the default dtype was reset since
+    torch.set_default_dtype(torch.float64)  # NequIP's; tests/conftest.py restores the default afterwards
     data = NeighborListTransform(r_max=CUTOFF)(
         ChemicalSpeciesToAtomTypeMapper(["Cu"], chemical_species_to_atom_type_map={"Cu": "Cu"})(from_ase(cu)))
 
@@ -169,11 +181,62 @@ def test_batched_engine_with_compiled_model(artifacts):
     atoms = read(EXAMPLES / "Cu_bcc.cif")
     kwargs = dict(targets="I4/mmm", progress=False, max_steps=60)
     ase_path = break_symmetry(atoms, str(pt2), engine="ase", **kwargs)
-    with warnings.catch_warnings(record=True):
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         batched = break_symmetry(atoms, str(pt2), engine="batched", **kwargs)
+    assert any("one structure at a time" in str(w.message) for w in caught)
     assert len(batched.relaxations) == len(ase_path.relaxations) > 0
     for a, b in zip(ase_path.relaxations, batched.relaxations):
         assert (a.status, a.spacegroup_number) == (b.status, b.spacegroup_number)
         assert abs(a.energy_per_atom - b.energy_per_atom) < 5e-4
     assert [p.spacegroup_number for p in ase_path.phases] == [p.spacegroup_number for p in batched.phases]
+
+
+def test_batch_sbs_target_evaluates_whole_batches(artifacts, batch_pt2, cu):
+    """A model compiled with ``--target batch_sbs`` takes a batch of frames, each with its
+    own b and λ: it equals the ``ase_sbs``-compiled model frame by frame (1e-8), a batch
+    equals its frames one at a time, and the batched engine evaluates whole batches with
+    it (no one-frame fallback, no warning) and relaxes as the ASE path does."""
+    import warnings
+
+    from nequip.data import AtomicDataDict
+
+    from ase_sbs import break_symmetry
+    from ase_sbs.engine import Engine
+    from ase_sbs.nequip import SBSBatchNequIPCalculator
+    from ase_sbs.nequip.calculator import load_calculator
+    from ase_sbs.potentials import get_potential
+
+    _, _, pt2 = artifacts
+    batch = load_calculator(str(batch_pt2), sbs_object=B, sbs_strength=0.4)
+    assert isinstance(batch, SBSBatchNequIPCalculator)
+    single = load_calculator(str(pt2), sbs_object=B, sbs_strength=0.4)
+    for x, y in zip(_efs(batch, cu), _efs(single, cu)):
+        assert np.abs(np.asarray(x) - np.asarray(y)).max() < 1e-8
+    frames, alone = [], []
+    rng = np.random.default_rng(5)
+    for k in range(3):  # different structures, objects and strengths in one batch
+        a = cu.copy()
+        a.rattle(0.03, seed=10 + k)
+        a.info["sbs_object"] = rng.normal(size=5)
+        a.info["sbs_strength"] = 0.3 * k
+        frames.append(batch.atoms_to_data(a))
+        alone.append(_efs(single, a))
+    out = batch.call_model(AtomicDataDict.batched_from_list(frames))
+    energies = out[AtomicDataDict.TOTAL_ENERGY_KEY].detach().reshape(-1).numpy()
+    forces = out[AtomicDataDict.FORCE_KEY].detach().numpy().reshape(3, len(cu), 3)
+    assert np.abs(energies - [e for e, _, _ in alone]).max() < 1e-8
+    assert np.abs(forces - np.stack([f for _, f, _ in alone])).max() < 1e-8
+    assert len({round(float(e), 6) for e in energies}) == 3
+
+    atoms = read(EXAMPLES / "Cu_bcc.cif")
+    kwargs = dict(targets="I4/mmm", progress=False, max_steps=60)
+    ase_path = break_symmetry(atoms, str(pt2), engine="ase", **kwargs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*cannot evaluate batches")
+        engine = Engine(get_potential(str(batch_pt2), ["Cu"]), device="cpu", optimizer="bfgs")
+        batched = break_symmetry(atoms, str(batch_pt2), engine=engine, **kwargs)
+    assert engine.potential.batched and max(engine.evaluations) > 1
+    for a, b in zip(ase_path.relaxations, batched.relaxations):
+        assert (a.status, a.spacegroup_number) == (b.status, b.spacegroup_number)
+        assert abs(a.energy_per_atom - b.energy_per_atom) < 5e-4

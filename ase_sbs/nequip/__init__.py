@@ -26,6 +26,8 @@ _LAZY = {
     "SBSNequIPGNNModel": "models",
     "AttachSBS": "transforms",
     "SBSNequIPCalculator": "calculator",
+    "SBSBatchNequIPCalculator": "calculator",
+    "BatchNequIPCalculator": "calculator",
     "load_calculator": "calculator",
 }
 
@@ -43,6 +45,8 @@ __all__ = [
     "SBSBiasedModel",
     "SBSNequIPGNNModel",
     "SBSNequIPCalculator",
+    "SBSBatchNequIPCalculator",
+    "BatchNequIPCalculator",
     "load_calculator",
     "SBS_COMPILE_TARGET",
     "SBS_BATCH_COMPILE_TARGET",

@@ -5,9 +5,17 @@ NequIP's ASE inputs plus ``sbs_object`` and ``sbs_strength``, so one compiled fi
 every b and λ; :class:`SBSNequIPCalculator` feeds them from its own settings or from
 ``atoms.info``. A model compiled with NequIP's standard ``--target ase`` uses the
 b and λ fixed at build time and runs in the stock ``NequIPCalculator``.
+
+Models compiled for the batch targets (NequIP's ``batch``, ase_sbs's ``batch_sbs``: one
+b and λ per frame) take any number of frames at once; :func:`load_calculator` gives them
+:class:`BatchNequIPCalculator` / :class:`SBSBatchNequIPCalculator`, which feed one frame
+as a batch of one, and the batched engine (:mod:`ase_sbs.batched`) evaluates whole
+batches through them.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -18,7 +26,32 @@ from ..errors import SBSInputError
 from ._keys import SBS_ATOM_OBJECT_KEY, SBS_OBJECT_KEY, SBS_STRENGTH_KEY
 from ._targets import SBS_BATCH_COMPILE_TARGET, SBS_COMPILE_TARGET  # noqa: F401  (registers them)
 
-class SBSNequIPCalculator(NequIPCalculator):
+@contextmanager
+def nequip_data_dtype():
+    """torch's default dtype set to float64, NequIP's data dtype, for the duration.
+
+    NequIP's ``from_ase`` builds positions and cells in torch's default dtype, which NequIP
+    sets to float64 once per process; code that resets it (a library, a test harness)
+    would make NequIP feed float32 data to a float64 model (silently wrong for compiled
+    models)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+class Float64NequIPCalculator(NequIPCalculator):
+    """``NequIPCalculator`` whose inputs are built in float64 whatever torch's default
+    dtype is at call time (see :func:`nequip_data_dtype`)."""
+
+    def atoms_to_data(self, atoms):
+        with nequip_data_dtype():
+            return super().atoms_to_data(atoms)
+
+
+class SBSNequIPCalculator(Float64NequIPCalculator):
     """``NequIPCalculator`` that adds ``sbs_object`` b and ``sbs_strength`` λ (eV) to the
     model input: ``atoms.info['sbs_object']`` / ``['sbs_strength']`` when present, else
     the values given here (λ = 0 when none: the unbiased model).
@@ -91,6 +124,43 @@ class SBSNequIPCalculator(NequIPCalculator):
         return data
 
 
+class _BatchInputs:
+    """Feeds the batch fields (``batch``, ``num_atoms``) that models compiled for a batch
+    target take. NequIP compiles those targets from a two-frame example, and the compiled
+    model fails on a single frame (AOTInductor, torch 2.13: "index out of bounds"), so a
+    single frame is evaluated as a batch of the frame twice and the first copy returned."""
+
+    def atoms_to_data(self, atoms):
+        return AtomicDataDict.with_batch_(super().atoms_to_data(atoms))
+
+    def call_model(self, data):
+        if data[AtomicDataDict.NUM_NODES_KEY].numel() != 1:
+            return super().call_model(data)
+        n = data[AtomicDataDict.POSITIONS_KEY].shape[0]
+        out = super().call_model(AtomicDataDict.batched_from_list([data, data]))
+        return {k: v[:n] if v.shape[0] == 2 * n else v[:1] for k, v in out.items()}  # node or frame fields
+
+
+class BatchNequIPCalculator(_BatchInputs, Float64NequIPCalculator):
+    """``NequIPCalculator`` for a model compiled with NequIP's ``--target batch``."""
+
+    @classmethod
+    def _get_aoti_compile_target(cls):
+        from nequip.scripts._compile_utils import AOTI_BATCH_TARGET, COMPILE_TARGET_DICT
+
+        return COMPILE_TARGET_DICT[AOTI_BATCH_TARGET]
+
+
+class SBSBatchNequIPCalculator(_BatchInputs, SBSNequIPCalculator):
+    """:class:`SBSNequIPCalculator` for a model compiled with ``--target batch_sbs``."""
+
+    @classmethod
+    def _get_aoti_compile_target(cls):
+        from nequip.scripts._compile_utils import COMPILE_TARGET_DICT
+
+        return COMPILE_TARGET_DICT[SBS_BATCH_COMPILE_TARGET]
+
+
 def compiled_metadata(path: str) -> dict:
     """The metadata stored in an AOTInductor-compiled NequIP model (``*.nequip.pt2``)."""
     return dict(torch._inductor.aoti_load_package(str(path)).get_metadata())
@@ -102,8 +172,9 @@ def load_calculator(path: str, device="cpu", sbs_object=None, sbs_strength: floa
     Models that take b and λ as inputs (packages and checkpoints of ase_sbs models, files
     compiled with ``--target ase_sbs``) get :class:`SBSNequIPCalculator` with the given
     b and λ (b = 0 and λ = 0 by default: the unbiased model); every other model gets
-    NequIP's own ``NequIPCalculator`` (a biased model compiled with ``--target ase``
-    keeps the b and λ fixed at build time).
+    NequIP's ``NequIPCalculator`` as :class:`Float64NequIPCalculator` (a biased model
+    compiled with ``--target ase`` keeps the b and λ fixed at build time). Files compiled
+    for a batch target (``batch``, ``batch_sbs``) get the batch forms of these calculators.
     """
     from nequip.utils.aoti_metadata import NEQUIP_AOTI_INPUTS_KEY, parse_aoti_keys
     from e3nn import o3
@@ -116,17 +187,19 @@ def load_calculator(path: str, device="cpu", sbs_object=None, sbs_strength: floa
                                                      sbs_strength=sbs_strength, sbs_atom_object=sbs_atom_object)
         irreps = calc.model.metadata.get(SBS_IRREPS_METADATA_KEY)
         if irreps is None:  # a plain NequIP model: no SBS fields to feed
-            return NequIPCalculator(calc.model, device=device, transforms=calc.transforms)
+            return Float64NequIPCalculator(calc.model, device=device, transforms=calc.transforms)
         if calc.sbs_object is None:
             calc.sbs_object = np.zeros(o3.Irreps(irreps).dim)
         return calc
     meta = compiled_metadata(path)
     inputs = parse_aoti_keys(meta[NEQUIP_AOTI_INPUTS_KEY]) if NEQUIP_AOTI_INPUTS_KEY in meta else []
+    batch = AtomicDataDict.BATCH_KEY in inputs  # compiled for a batch target
     if SBS_OBJECT_KEY not in inputs:
-        return NequIPCalculator.from_compiled_model(path, device=device)
+        return (BatchNequIPCalculator if batch else Float64NequIPCalculator).from_compiled_model(path, device=device)
     if sbs_object is None:
         if SBS_IRREPS_METADATA_KEY not in meta:
             raise SBSInputError(f"{path} takes an SBS object but does not record its irreps: give sbs_object")
         sbs_object = np.zeros(o3.Irreps(meta[SBS_IRREPS_METADATA_KEY]).dim)
-    return SBSNequIPCalculator.from_compiled_model(path, device=device, sbs_object=sbs_object,
-                                                   sbs_strength=sbs_strength, sbs_atom_object=sbs_atom_object)
+    cls = SBSBatchNequIPCalculator if batch else SBSNequIPCalculator
+    return cls.from_compiled_model(path, device=device, sbs_object=sbs_object, sbs_strength=sbs_strength,
+                                   sbs_atom_object=sbs_atom_object)
