@@ -213,6 +213,15 @@ def _plot(rows: list, info: dict, path: str) -> None:
     b = [r["batch"] for r in rows]
     ax.loglog(b, [r["model_structures_per_s"] for r in rows], "o-", label="model forward+forces")
     ax.loglog(b, [r["engine_structures_per_s"] for r in rows], "s-", label="engine step (all stages of work)")
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter, ScalarFormatter
+
+    ax.set_xticks(b)
+    ax.set_xticklabels([str(x) for x in b])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ys = [r[k] for r in rows for k in ("model_structures_per_s", "engine_structures_per_s")]
+    narrow = max(ys) < 10 * min(ys)  # less than a decade: label the minor ticks too
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2g") if narrow else NullFormatter())
     ax.set_xlabel("batch size (structures)")
     ax.set_ylabel("structures / s")
     ax.set_title(f"{info['structure']} ({info['natoms']} atoms), {info['potential']}, {info['device_name']}", fontsize=9)
@@ -227,7 +236,8 @@ def describe(out: dict) -> str:
     """The benchmark as a table."""
     lines = [f"{out['structure']} ({out['natoms']} atoms), {out.get('relaxations', 0)} relaxations, "
              f"{out['potential']} on {out['device_name']} ({out['torch_threads']} threads), optimizer {out['optimizer']}"]
-    lines.append(f"{'path':<26}{'wall s':>10}{'vs floor':>10}{'CPU s':>10}")
+    if any(k in out for k in ("ase_s", "batched_s")):
+        lines.append(f"{'path':<26}{'wall s':>10}{'vs floor':>10}{'CPU s':>10}")
     floor = out.get("floor_s")
     for key, name in (("ase_s", "ASE (one at a time)"), ("batched_s", "batched engine"), ("floor_s", "floor (model only)")):
         if key in out:
