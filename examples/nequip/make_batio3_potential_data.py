@@ -5,9 +5,10 @@
 
 The frames sample what an exploration of cubic BaTiO3 visits: the cubic cell (5 atoms)
 with Ti and O displaced against each other along random directions (half of them along
-<100>, <110> or <111>, the P4mm, Amm2 and R3m order parameters), amplitudes up to 0.25 Å,
-random symmetric strains up to 2 %, and small random rattles; plus rattled and strained
-2x2x2 supercells (40 atoms). Energies (eV), forces (eV/Å) and stresses (eV/Å³) are
+<100>, <110> or <111>, the P4mm, Amm2 and R3m order parameters), amplitudes up to 0.4 Å,
+random symmetric strains up to 3 % (for 30 % of the frames plus -4 % to +8 % along the
+polar direction, for 10 % +8 % to +50 %, so that the model learns that energy rises far
+from the minima), and random rattles of 0.03 Å; plus such 2x2x2 supercells (40 atoms). Energies (eV), forces (eV/Å) and stresses (eV/Å³) are
 SevenNet-0's. ``train.extxyz`` and ``val.extxyz`` split the frames 9:1.
 
 The resulting model is a fixture for benchmarks and examples (it reproduces the
@@ -46,11 +47,15 @@ def distorted_frames(n_cells: int, n_supercells: int, seed: int = 0) -> list:
     for k in range(n_cells + n_supercells):
         atoms = cubic.copy() if k < n_cells else cubic.repeat((2, 2, 2))
         sym = symbols if k < n_cells else np.array(atoms.get_chemical_symbols())
-        d = _direction(rng) * rng.uniform(0.0, 0.25)
+        d = _direction(rng) * rng.uniform(0.0, 0.4)
         atoms.positions[sym == "Ti"] += d
         atoms.positions[sym == "O"] -= 0.4 * d
-        eps = rng.uniform(-0.02, 0.02, size=(3, 3))
+        eps = rng.uniform(-0.03, 0.03, size=(3, 3))
         eps = 0.5 * (eps + eps.T)
+        u = rng.random()
+        if u < 0.4:  # a strain along the polar direction (the tetragonal and rhombohedral cells)
+            stretch = rng.uniform(-0.04, 0.08) if u < 0.3 else rng.uniform(0.08, 0.5)  # and far beyond, uphill
+            eps += stretch * np.outer(d, d) / max(float(d @ d), 1e-12)
         atoms.set_cell(np.asarray(atoms.cell) @ (np.eye(3) + eps), scale_atoms=True)
         atoms.positions += rng.normal(scale=0.03, size=atoms.positions.shape)
         frames.append(atoms)
@@ -72,7 +77,7 @@ def main(argv=None):
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="batio3_potential_data")
-    p.add_argument("--cells", type=int, default=240, help="5-atom frames (default 240)")
+    p.add_argument("--cells", type=int, default=320, help="5-atom frames (default 320)")
     p.add_argument("--supercells", type=int, default=40, help="40-atom frames (default 40)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
