@@ -104,7 +104,6 @@ class SBSBiasEnergy(GraphModuleMixin, torch.nn.Module):
         n_atoms = AtomicDataDict.num_nodes(data)
         out = self.descriptor.atom_features(vectors, edge_index[0], torch.index_select(z, 0, edge_index[0]),
                                             torch.index_select(z, 0, edge_index[1]), n_atoms)
-        lam = data[SBS_STRENGTH_KEY] if SBS_STRENGTH_KEY in data else self.default_strength
         if self.per_atom:
             if SBS_ATOM_OBJECT_KEY not in data:
                 raise ValueError(
@@ -115,11 +114,16 @@ class SBSBiasEnergy(GraphModuleMixin, torch.nn.Module):
             b_i = data[SBS_ATOM_OBJECT_KEY]
             _check_atom_object(b_i, self.dim, self.sbs_irreps, n_atoms)
             b_i = b_i.to(out.dtype)
-        else:
-            b = data[SBS_OBJECT_KEY] if SBS_OBJECT_KEY in data else self.default_object
+        elif SBS_OBJECT_KEY in data:
+            b = data[SBS_OBJECT_KEY]
             _check_object(b, self.dim, self.sbs_irreps)
             b_i = _per_atom(b.to(out.dtype), data, n_atoms)
-        lam_i = _per_atom(lam.to(out.dtype).reshape(-1, 1), data, n_atoms)
+        else:  # the build-time b, the same for every frame of a batch
+            b_i = self.default_object.to(out.dtype).expand(n_atoms, self.dim)
+        if SBS_STRENGTH_KEY in data:
+            lam_i = _per_atom(data[SBS_STRENGTH_KEY].to(out.dtype).reshape(-1, 1), data, n_atoms)
+        else:
+            lam_i = self.default_strength.to(out.dtype).expand(n_atoms, 1)
         e_i = -lam_i * (b_i * out).sum(dim=1, keepdim=True)
         e_atom = data[AtomicDataDict.PER_ATOM_ENERGY_KEY]
         data[AtomicDataDict.PER_ATOM_ENERGY_KEY] = e_atom + e_i.to(e_atom.dtype)
