@@ -63,3 +63,16 @@ def _restore_torch_default_dtype():
     dtype = torch.get_default_dtype()
     yield
     torch.set_default_dtype(dtype)
+
+
+@pytest.fixture
+def nequip_dtype():
+    """NequIP's process-wide state inside a test: ``set_global_state()`` (a no-op after its
+    first call in the process) and its float64 default dtype, which the fixture above
+    resets after every test. Modules that build NequIP data use it for every test."""
+    import torch
+    from nequip.utils.global_state import set_global_state
+
+    set_global_state()
+    torch.set_default_dtype(torch.float64)
+    yield

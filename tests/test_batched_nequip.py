@@ -8,6 +8,8 @@ import pytest
 from ase.build import bulk
 from ase.stress import voigt_6_to_full_3x3_stress
 
+pytestmark = pytest.mark.usefixtures("nequip_dtype")  # NequIP data in float64 (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def nequip_calc():

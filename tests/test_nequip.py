@@ -13,6 +13,7 @@ from ase_sbs.errors import SBSInputError
 from .conftest import EXAMPLES
 
 nequip = pytest.importorskip("nequip")
+pytestmark = pytest.mark.usefixtures("nequip_dtype")  # NequIP data in float64 (tests/conftest.py)
 
 from nequip.data import AtomicDataDict, from_ase  # noqa: E402
 from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper, NeighborListTransform  # noqa: E402

@@ -3,8 +3,8 @@ examples/nequip/biased_potential.yaml), ``nequip-package``, ``nequip-compile --m
 aotinductor`` (target ``ase_sbs``: b and λ are inputs), then the compiled file in
 ``SBSNequIPCalculator`` and in ``ase-sbs explore --calc model.nequip.pt2``.
 
-Two compiles (targets ``ase_sbs`` and ``batch_sbs``): AOTInductor on CPU takes one to two
-minutes each."""
+Three compiles (targets ``ase_sbs``, ``batch_sbs`` and NequIP's ``batch``): AOTInductor on
+CPU takes one to two minutes each."""
 
 import json
 import os
@@ -19,6 +19,7 @@ from ase.io import read
 from .conftest import EXAMPLES
 
 pytest.importorskip("nequip")
+pytestmark = pytest.mark.usefixtures("nequip_dtype")  # NequIP data in float64 (tests/conftest.py)
 
 B = [0.1, 0.2, 0.3, -0.4, 0.5]  # a generic 2e object
 TINY = ["max_epochs=1", "num_frames=8", "num_features=4", "num_layers=1", "n_radial=2"]
@@ -55,6 +56,16 @@ def batch_pt2(artifacts):
     out = d / "biased_batch.nequip.pt2"
     _run([sys.executable, "-m", "ase_sbs.nequip.compile", str(ckpt), str(out), "--mode", "aotinductor",
           "--device", "cpu", "--target", "batch_sbs"], d)
+    return out
+
+
+@pytest.fixture(scope="module")
+def batch_plain_pt2(artifacts):
+    """The same checkpoint compiled for NequIP's own ``--target batch`` (b and λ of the config fixed inside)."""
+    d, ckpt, _ = artifacts
+    out = d / "biased_plain_batch.nequip.pt2"
+    _run([sys.executable, "-m", "ase_sbs.nequip.compile", str(ckpt), str(out), "--mode", "aotinductor",
+          "--device", "cpu", "--target", "batch"], d)
     return out
 
 
@@ -240,3 +251,33 @@ def test_batch_sbs_target_evaluates_whole_batches(artifacts, batch_pt2, cu):
     for a, b in zip(ase_path.relaxations, batched.relaxations):
         assert (a.status, a.spacegroup_number) == (b.status, b.spacegroup_number)
         assert abs(a.energy_per_atom - b.energy_per_atom) < 5e-4
+
+
+def test_nequip_batch_target_in_the_engine(artifacts, batch_plain_pt2, cu):
+    """NequIP's ``--target batch``: loaded as BatchNequIPCalculator, it is the model at the
+    config's fixed b and λ (= the ``ase_sbs``-compiled model given them, 1e-8), also for a
+    single frame, and the engine's potential evaluates a batch of frames at once with the
+    results of one call per frame."""
+    import yaml
+
+    from ase_sbs.batched import batched_potential
+    from ase_sbs.bench import _graphs, copies
+    from ase_sbs.nequip import BatchNequIPCalculator
+    from ase_sbs.nequip.calculator import load_calculator
+
+    config = yaml.safe_load((EXAMPLES / "nequip" / "biased_potential.yaml").read_text())
+    _, _, pt2 = artifacts
+    plain = load_calculator(str(batch_plain_pt2))
+    assert isinstance(plain, BatchNequIPCalculator)
+    fixed = load_calculator(str(pt2), sbs_object=config["sbs_object"], sbs_strength=config["strength"])
+    for x, y in zip(_efs(plain, cu), _efs(fixed, cu)):
+        assert np.abs(np.asarray(x) - np.asarray(y)).max() < 1e-8
+    potential = batched_potential(plain)
+    assert potential.batched
+    structures = copies(cu, 3, rattle=0.04, seed=6)
+    energy, forces, stress = potential.evaluate(_graphs(structures, None, "cpu"))
+    for k, a in enumerate(structures):
+        e, f, s = _efs(plain, a)
+        assert abs(e - energy[k].item()) < 1e-8
+        assert np.abs(f - forces[len(cu) * k:len(cu) * (k + 1)].numpy()).max() < 1e-8
+        assert np.abs(s - stress[k].numpy()).max() < 1e-8

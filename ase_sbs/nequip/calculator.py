@@ -8,9 +8,9 @@ b and λ fixed at build time and runs in the stock ``NequIPCalculator``.
 
 Models compiled for the batch targets (NequIP's ``batch``, ase_sbs's ``batch_sbs``: one
 b and λ per frame) take any number of frames at once; :func:`load_calculator` gives them
-:class:`BatchNequIPCalculator` / :class:`SBSBatchNequIPCalculator`, which feed one frame
-as a batch of one, and the batched engine (:mod:`ase_sbs.batched`) evaluates whole
-batches through them.
+:class:`BatchNequIPCalculator` / :class:`SBSBatchNequIPCalculator` (a single frame runs
+as a batch of two copies, see ``_BatchInputs``), and the batched engine
+(:mod:`ase_sbs.batched`) evaluates whole batches through them.
 """
 
 from __future__ import annotations

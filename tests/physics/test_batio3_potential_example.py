@@ -17,6 +17,7 @@ from ase.io import read, write
 from ..conftest import EXAMPLES
 
 pytest.importorskip("nequip")
+pytestmark = pytest.mark.usefixtures("nequip_dtype")  # NequIP data in float64 (tests/conftest.py)
 
 TINY = ["max_epochs=2", "num_features=8", "num_layers=1"]
 

@@ -19,6 +19,7 @@ from ase_sbs.relax import variant_image
 from ..conftest import EXAMPLES
 
 pytest.importorskip("nequip")
+pytestmark = pytest.mark.usefixtures("nequip_dtype")  # NequIP data in float64 (tests/conftest.py)
 
 TYPES = ["Ba", "Ti", "O"]
 TINY = ["num_features=8", "num_layers=2", "radial_mlp_width=16", "max_epochs=150", "lr=0.02"]
