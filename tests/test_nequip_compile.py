@@ -43,30 +43,28 @@ def artifacts(tmp_path_factory):
     _run(["nequip-train", "-cp", str(EXAMPLES / "nequip"), "-cn", "biased_potential", f"hydra.run.dir={d / 'run'}",
           *TINY], d)
     ckpt = d / "run" / "last.ckpt"
-    pt2 = d / "biased.nequip.pt2"
-    _run([sys.executable, "-m", "ase_sbs.nequip.compile", str(ckpt), str(pt2), "--mode", "aotinductor",
-          "--device", "cpu", "--target", "ase_sbs"], d)
-    return d, ckpt, pt2
+    return d, ckpt, _compile_for((d, ckpt, None), "ase_sbs")
+
+
+def _compile_for(artifacts, target: str):
+    """The artifacts' checkpoint compiled (AOTInductor, CPU) for ``target``."""
+    d, ckpt, _ = artifacts
+    out = d / f"biased_{target}.nequip.pt2"
+    _run([sys.executable, "-m", "ase_sbs.nequip.compile", str(ckpt), str(out), "--mode", "aotinductor",
+          "--device", "cpu", "--target", target], d)
+    return out
 
 
 @pytest.fixture(scope="module")
 def batch_pt2(artifacts):
-    """The same checkpoint compiled for ``--target batch_sbs`` (a batch of frames, one b and λ each)."""
-    d, ckpt, _ = artifacts
-    out = d / "biased_batch.nequip.pt2"
-    _run([sys.executable, "-m", "ase_sbs.nequip.compile", str(ckpt), str(out), "--mode", "aotinductor",
-          "--device", "cpu", "--target", "batch_sbs"], d)
-    return out
+    """The checkpoint compiled for ``--target batch_sbs`` (a batch of frames, one b and λ each)."""
+    return _compile_for(artifacts, "batch_sbs")
 
 
 @pytest.fixture(scope="module")
 def batch_plain_pt2(artifacts):
-    """The same checkpoint compiled for NequIP's own ``--target batch`` (b and λ of the config fixed inside)."""
-    d, ckpt, _ = artifacts
-    out = d / "biased_plain_batch.nequip.pt2"
-    _run([sys.executable, "-m", "ase_sbs.nequip.compile", str(ckpt), str(out), "--mode", "aotinductor",
-          "--device", "cpu", "--target", "batch"], d)
-    return out
+    """The checkpoint compiled for NequIP's own ``--target batch`` (b and λ of the config fixed inside)."""
+    return _compile_for(artifacts, "batch")
 
 
 @pytest.fixture(scope="module")
