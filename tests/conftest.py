@@ -76,3 +76,25 @@ def nequip_dtype():
     set_global_state()
     torch.set_default_dtype(torch.float64)
     yield
+
+
+def evaluate_as_batch_and_alone(engine, structures, calc, tol, stress_tol=None):
+    """Evaluate ``structures`` as one batch of ``engine`` and check each against ``calc``
+    alone: energy (eV) and forces (eV/Å) within ``tol``, the stress (eV/Å³) within
+    ``stress_tol`` when given. Returns the batch's (energy, forces, stress)."""
+    from ase.stress import voigt_6_to_full_3x3_stress
+
+    from ase_sbs.engine import RelaxJob, Stage
+
+    slots = [engine.slot(i, RelaxJob(a, [Stage(0.0, 1e-9, 0)])) for i, a in enumerate(structures)]
+    energy, forces, stress, *_ = engine._evaluate(slots)
+    start = 0
+    for g, a in enumerate(structures):
+        ref = a.copy()
+        ref.calc = calc
+        assert abs(float(energy[g]) - ref.get_potential_energy()) < tol
+        assert np.abs(forces[start:start + len(a)].cpu().numpy() - ref.get_forces()).max() < tol
+        if stress_tol is not None:
+            assert np.abs(stress[g].cpu().numpy() - voigt_6_to_full_3x3_stress(ref.get_stress())).max() < stress_tol
+        start += len(a)
+    return energy, forces, stress

@@ -6,7 +6,8 @@ import warnings
 import numpy as np
 import pytest
 from ase.build import bulk
-from ase.stress import voigt_6_to_full_3x3_stress
+
+from .conftest import evaluate_as_batch_and_alone
 
 pytestmark = pytest.mark.usefixtures("nequip_dtype")  # NequIP data in float64 (tests/conftest.py)
 
@@ -51,16 +52,7 @@ def test_nequip_batch_equals_the_calculator_structure_by_structure(nequip_calc):
     pot = batched_potential(nequip_calc)
     assert isinstance(pot, NequIPBatched)
     engine = Engine(pot)
-    slots = [engine.slot(i, RelaxJob(s, [Stage(0.0, 1e-9, 0)])) for i, s in enumerate(structures)]
-    energy, forces, stress, *_ = engine._evaluate(slots)
-    start = 0
-    for g, s in enumerate(structures):
-        ref = s.copy()
-        ref.calc = nequip_calc
-        assert abs(float(energy[g]) - ref.get_potential_energy()) < 1e-9
-        assert np.abs(forces[start:start + len(s)].numpy() - ref.get_forces()).max() < 1e-9
-        assert np.abs(stress[g].numpy() - voigt_6_to_full_3x3_stress(ref.get_stress())).max() < 1e-9
-        start += len(s)
+    energy, forces, stress = evaluate_as_batch_and_alone(engine, structures, nequip_calc, 1e-9, stress_tol=1e-9)
     assert np.abs(forces.numpy()).max() > 1e-3  # a real, non-trivial model
     pot.batched = False  # one frame at a time (what a compiled model specialized to one frame falls back to)
     again = engine._evaluate([engine.slot(i, RelaxJob(s, [Stage(0.0, 1e-9, 0)])) for i, s in enumerate(structures)])

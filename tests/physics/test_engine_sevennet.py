@@ -11,7 +11,7 @@ from ase_sbs import break_symmetry
 from ase_sbs.batched import SevenNetBatched, batched_potential
 from ase_sbs.engine import Engine, RelaxJob, Stage
 
-from ..conftest import EXAMPLES
+from ..conftest import EXAMPLES, evaluate_as_batch_and_alone
 
 
 def mixed_structures():
@@ -78,13 +78,4 @@ def test_sevennet_batch_on_cuda_equals_the_cpu_calculator(sevennet):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     structures = mixed_structures()
-    engine = Engine(sevennet, device="cuda")
-    slots = [engine.slot(i, RelaxJob(a, [Stage(0.0, 1e-9, 0)])) for i, a in enumerate(structures)]
-    energy, forces, stress, *_ = engine._evaluate(slots)
-    start = 0
-    for g, a in enumerate(structures):
-        ref = a.copy()
-        ref.calc = sevennet
-        assert abs(float(energy[g]) - ref.get_potential_energy()) < 1e-4
-        assert np.abs(forces[start:start + len(a)].cpu().numpy() - ref.get_forces()).max() < 1e-4
-        start += len(a)
+    evaluate_as_batch_and_alone(Engine(sevennet, device="cuda"), structures, sevennet, 1e-4)
