@@ -1,31 +1,51 @@
 """ase_sbs: Symmetry Breaking Sets for atomistic simulations.
 
-Pipeline: Atoms -> Symmetry (``detect_symmetry``) -> targets (``candidate_targets``)
--> SBS (``symmetry_breaking_set``) -> bias (``SBSCalculator``) -> relaxations
-(``break_symmetry``).
+Pipeline: Atoms -> Symmetry (``detect_symmetry``) -> Setting (``k0_setting``,
+``supercell_setting``) -> channels and targets (``distortion_channels``,
+``candidate_targets``, ``isotropy_subgroups``) -> SBS (``symmetry_breaking_set``) ->
+bias (``SBSCalculator``) -> relaxations (``break_symmetry``) -> Exploration.
+
+Names are imported on first use, so ``import ase_sbs`` stays light.
 """
 
-from .calculator import SBSCalculator
-from .errors import SBSInputError
-from .relax import Exploration, Phase, break_symmetry
-from .symmetry import Symmetry, detect_symmetry
-from .sbs import SymmetryBreakingSet, resolve_target, symmetry_breaking_set
-from .targets import DistortionChannel, Target, candidate_targets, distortion_channels
+from importlib import import_module
 
-__all__ = [
-    "SBSCalculator",
-    "break_symmetry",
-    "Exploration",
-    "Phase",
-    "SBSInputError",
-    "Symmetry",
-    "detect_symmetry",
-    "DistortionChannel",
-    "Target",
-    "candidate_targets",
-    "distortion_channels",
-    "SymmetryBreakingSet",
-    "resolve_target",
-    "symmetry_breaking_set",
-]
+_EXPORTS = {
+    "SBSInputError": "ase_sbs.errors",
+    "Symmetry": "ase_sbs.core.symmetry",
+    "detect_symmetry": "ase_sbs.core.symmetry",
+    "Setting": "ase_sbs.setting.setting",
+    "k0_setting": "ase_sbs.setting.setting",
+    "supercell_setting": "ase_sbs.setting.setting",
+    "DistortionChannel": "ase_sbs.setting.channels",
+    "distortion_channels": "ase_sbs.setting.channels",
+    "Target": "ase_sbs.setting.isotropy",
+    "candidate_targets": "ase_sbs.setting.isotropy",
+    "isotropy_subgroups": "ase_sbs.setting.isotropy",
+    "channel_curvature": "ase_sbs.setting.curvature",
+    "SymmetryBreakingSet": "ase_sbs.sbs.sets",
+    "symmetry_breaking_set": "ase_sbs.sbs.sets",
+    "resolve_target": "ase_sbs.sbs.resolve",
+    "SBSCalculator": "ase_sbs.bias.calculator",
+    "Engine": "ase_sbs.relax.engine",
+    "RelaxJob": "ase_sbs.relax.jobs",
+    "Stage": "ase_sbs.relax.jobs",
+    "break_symmetry": "ase_sbs.explore.protocol",
+    "Exploration": "ase_sbs.explore.results",
+    "Phase": "ase_sbs.explore.results",
+}
+
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ase_sbs' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

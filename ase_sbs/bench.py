@@ -22,7 +22,13 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from .batched import Graphs, radius_graph
+from .core.devices import resolve_device
+from .explore.protocol import break_symmetry
+from .potentials.batched import Graphs, radius_graph
+from .potentials.registry import get_potential
+from .relax.engine import Engine
+from .relax.jobs import RelaxJob, Stage
+from .report.bench import plot_throughput
 
 
 def _sync(device) -> None:
@@ -73,8 +79,6 @@ def model_time(potential, atoms: Atoms, batch: int, device, repeats: int = 3) ->
 
 def engine_step_time(engine, atoms: Atoms, batch: int, sbs=None, repeats: int = 3) -> float:
     """Median seconds of one engine round (graph, model, bias, symmetrization, step) on ``batch`` copies."""
-    from .engine import RelaxJob, Stage
-
     jobs = []
     for a in copies(atoms, batch, seed=1):
         kw = {}
@@ -83,12 +87,12 @@ def engine_step_time(engine, atoms: Atoms, batch: int, sbs=None, repeats: int = 
                       symmetrizer=sbs["symmetrizer"])
         jobs.append(RelaxJob(a, [Stage(sbs["strength"] if sbs else 0.0, 1e-12, 10 ** 6)], **kw))
     slots = [engine.slot(i, j) for i, j in enumerate(jobs)]
-    engine._round(slots)
+    engine.step(slots)
     times = []
     for _ in range(repeats):
         _sync(engine.device)
         t = time.perf_counter()
-        engine._round(slots)
+        engine.step(slots)
         _sync(engine.device)
         times.append(time.perf_counter() - t)
     return float(np.median(times))
@@ -100,13 +104,13 @@ def _phase_summary(ex) -> list:
 
 def bench_explore(atoms: Atoms, calc="auto", device: str = "cpu", targets="auto", all_variants: bool = False,
                   optimizer: str = "auto", limits=None, sweep=None, many: int = 0, paths=("ase", "batched"),
-                  plot: str | None = None, progress=print) -> dict:
-    """Run the benchmark; returns a JSON-able dict (see module docstring)."""
-    from .engine import Engine, RelaxJob, Stage, resolve_engine_device
-    from .potentials import get_potential
-    from .relax import break_symmetry
+                  plot: str | None = None, progress=print, supercell=None) -> dict:
+    """Run the benchmark; returns a JSON-able dict (see module docstring).
 
-    dev = str(resolve_engine_device(device))
+    With ``supercell`` (three integers) the explores run the k = 0 targets (channels at
+    Γ) of that supercell setting in the whole supercell (no folding), so the relaxed
+    cells have the supercell's atoms."""
+    dev = resolve_device(device)
     pot = get_potential(calc, atoms.get_chemical_symbols(), dev)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -115,16 +119,20 @@ def bench_explore(atoms: Atoms, calc="auto", device: str = "cpu", targets="auto"
     warm = atoms.copy()
     warm.calc = pot.calc
     warm.get_potential_energy()
-    model_time(engine.potential, atoms, 1, dev, repeats=1)
+    cell0 = atoms if supercell is None else atoms.repeat(tuple(supercell))
+    model_time(engine.potential, cell0, 1, dev, repeats=1)
     out = {
-        "structure": atoms.get_chemical_formula(), "natoms": len(atoms), "potential": pot.name,
+        "structure": cell0.get_chemical_formula(), "natoms": len(cell0),
+        "supercell": list(supercell) if supercell is not None else None, "potential": pot.name,
         "device": dev, "device_name": torch.cuda.get_device_name(dev) if dev.startswith("cuda") else "cpu",
         "torch_threads": torch.get_num_threads(), "targets": targets, "all_variants": all_variants,
         "optimizer": engine.optimizer, "batched_potential": type(engine.potential).__name__,
-        "batch_atoms": engine._budget()[0] if math.isfinite(engine._budget()[0]) else None,
+        "batch_atoms": engine.budget()[0] if math.isfinite(engine.budget()[0]) else None,
         "load_average_start": list(os.getloadavg()),
     }
     common = dict(targets=targets, all_variants=all_variants, progress=False, device=dev)
+    if supercell is not None:
+        common.update(supercell=supercell, kpoint="G", fold_cells=False)
     results = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -147,6 +155,10 @@ def bench_explore(atoms: Atoms, calc="auto", device: str = "cpu", targets="auto"
             out["batched_engine_s"] = engine.seconds  # of which inside the engine (relaxations)
     ex = results.get("batched") or results.get("ase")
     parent = ex.parent.atoms if ex is not None else atoms
+    if supercell is not None:
+        from ase.build import make_supercell
+
+        parent = make_supercell(parent, np.diag(supercell))
     if ex is not None:
         out["relaxations"] = len(ex.relaxations)
         out["phases"] = {k: _phase_summary(v) for k, v in results.items()}
@@ -165,7 +177,7 @@ def bench_explore(atoms: Atoms, calc="auto", device: str = "cpu", targets="auto"
         progress(f"floor: timing the model alone at {len(counts)} batch sizes ...")
         floor = 0.0
         for size, n in counts.items():
-            floor += n * model_time(engine.potential, results["batched"].parent.atoms, size, dev,
+            floor += n * model_time(engine.potential, parent, size, dev,
                                     repeats=3 if dev.startswith("cuda") else 1)
         out["floor_s"] = floor
         if "ase_s" in out:
@@ -181,7 +193,7 @@ def bench_explore(atoms: Atoms, calc="auto", device: str = "cpu", targets="auto"
                          "model_structures_per_s": size / tm, "engine_structures_per_s": size / te})
         out["sweep"] = rows
         if plot:
-            _plot(rows, out, plot)
+            plot_throughput(rows, out, plot)
             out["plot"] = plot
     if many:
         progress(f"{many} structures in one call ...")
@@ -201,71 +213,3 @@ def bench_explore(atoms: Atoms, calc="auto", device: str = "cpu", targets="auto"
         }
     out["load_average_end"] = list(os.getloadavg())
     return out
-
-
-def _plot(rows: list, info: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    b = [r["batch"] for r in rows]
-    ax.loglog(b, [r["model_structures_per_s"] for r in rows], "o-", label="model forward+forces")
-    ax.loglog(b, [r["engine_structures_per_s"] for r in rows], "s-", label="engine step (all stages of work)")
-    from matplotlib.ticker import FormatStrFormatter, NullFormatter, ScalarFormatter
-
-    ax.set_xticks(b)
-    ax.set_xticklabels([str(x) for x in b])
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.yaxis.set_major_formatter(ScalarFormatter())
-    ys = [r[k] for r in rows for k in ("model_structures_per_s", "engine_structures_per_s")]
-    narrow = max(ys) < 10 * min(ys)  # less than a decade: label the minor ticks too
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2g") if narrow else NullFormatter())
-    ax.set_xlabel("batch size (structures)")
-    ax.set_ylabel("structures / s")
-    ax.set_title(f"{info['structure']} ({info['natoms']} atoms), {info['potential']}, {info['device_name']}", fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def describe(out: dict) -> str:
-    """The benchmark as a table."""
-    lines = [f"{out['structure']} ({out['natoms']} atoms), {out.get('relaxations', 0)} relaxations, "
-             f"{out['potential']} on {out['device_name']} ({out['torch_threads']} threads), optimizer {out['optimizer']}"]
-    if any(k in out for k in ("ase_s", "batched_s")):
-        lines.append(f"{'path':<26}{'wall s':>10}{'vs floor':>10}{'CPU s':>10}")
-    floor = out.get("floor_s")
-    for key, name in (("ase_s", "ASE (one at a time)"), ("batched_s", "batched engine"), ("floor_s", "floor (model only)")):
-        if key in out:
-            ratio = f"{out[key] / floor:.2f}x" if floor else "-"
-            cpu = out.get(key.replace("_s", "_cpu_s"))
-            cpu = f"{cpu:>10.2f}" if cpu is not None else f"{'-':>10}"
-            lines.append(f"{name:<26}{out[key]:>10.2f}{ratio:>10}{cpu}")
-    if "batched_engine_s" in out:
-        f = f" = {out['batched_engine_s'] / floor:.2f}x the floor" if floor else ""
-        lines.append(f"of the batched explore, inside the engine (relaxations only): {out['batched_engine_s']:.2f} s{f}")
-    if "speedup" in out:
-        lines.append(f"speed-up of the batched engine over the ASE path: {out['speedup']:.2f}x")
-    if "same_phases" in out:
-        lines.append(f"same phases: {out['same_phases']}, largest ΔE difference "
-                     f"{out['max_dE_diff_meV_per_atom']:.3f} meV/atom, optimizer steps "
-                     f"{out['steps_ase']} (ASE) / {out['steps_batched']} (batched)")
-    if "evaluations" in out:
-        lines.append("batch sizes evaluated (size: count): "
-                     + ", ".join(f"{k}: {v}" for k, v in out["evaluations"].items()))
-    for r in out.get("sweep", []):
-        lines.append(f"batch {r['batch']:>5}: model {r['model_structures_per_s']:>9.1f} structures/s, "
-                     f"engine step {r['engine_structures_per_s']:>9.1f} structures/s")
-    if "many" in out:
-        m = out["many"]
-        mem = f", peak {m['peak_memory_GiB']:.2f} GiB" if m["peak_memory_GiB"] is not None else ""
-        lines.append(f"{m['structures']} x {m['natoms']} atoms in one call: {m['wall_s']:.1f} s, "
-                     f"largest batch {m['largest_batch']}, {m['converged']} converged{mem}")
-    if "load_average_start" in out:
-        lines.append("load average (1 min) at start / end: "
-                     f"{out['load_average_start'][0]:.2f} / {out.get('load_average_end', [float('nan')])[0]:.2f}")
-    return "\n".join(lines)

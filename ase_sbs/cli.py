@@ -16,16 +16,32 @@ from .errors import SBSInputError
 
 
 def _read(path: str, index: str):
+    """The structure in ``path``, refused with one line when it cannot be read or is
+    disordered (a site shared by several species)."""
     import os
 
     from ase.io import read
 
+    from .core.structure import check_structure, cif_site_labels
+
     if not os.path.exists(path):
         raise SBSInputError(f"{path}: no such file")
     try:
-        return read(path, index=index)
+        atoms = read(path, index=index)
     except Exception as exc:  # ase raises many types for unreadable files
         raise SBSInputError(f"{path}: cannot read it as a structure ({type(exc).__name__}: {exc})") from exc
+    try:
+        check_structure(atoms)
+    except SBSInputError as exc:
+        if "disordered" in str(exc) and path.lower().endswith(".cif"):  # name the site by its CIF labels
+            labelled = atoms.copy()
+            labelled.info["site_labels"] = cif_site_labels(path)
+            try:
+                check_structure(labelled)
+            except SBSInputError as named:
+                exc = named
+        raise SBSInputError(f"{path}: {exc}") from exc
+    return atoms
 
 
 def _add_input(p: argparse.ArgumentParser) -> None:
@@ -68,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="also write the results JSON to FILE ('-' for stdout only)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--engine", choices=["auto", "ase", "batched"], default="auto",
-                   help="ase: one relaxation at a time; batched: all together in torch (ase_sbs.engine); "
-                   "auto (default): batched on CUDA, ase on the CPU")
+                   help="ase: one relaxation at a time; batched: all together in torch (ase_sbs.relax.engine); "
+                   "auto (default): batched, unless the potential cannot evaluate batches (EMT, other ASE "
+                   "calculators): then ase")
     p.add_argument("--optimizer", choices=["auto", "bfgs", "fire"], default="auto",
                    help="optimizer of the batched engine: bfgs (as the ASE path), fire (ASE's FIRE); "
                    "auto (default): fire on CUDA, bfgs on the CPU")
@@ -82,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--symprec", type=float, default=1e-3, help="distance tolerance in Å (default 1e-3)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--supercell", type=int, nargs=3, metavar="N",
-                   help="beyond k = 0: run on this supercell of the primitive parent (e.g. 2 2 2)")
+                   help="beyond k = 0: run on this supercell of the given cell (e.g. 2 2 2; a conventional cell is "
+                   "reduced to its primitive parent first)")
     p.add_argument("--kpoint", help="beyond k = 0: only channels at this k-star: R, M, X, G or 'kx ky kz' "
                    "(picks the supercell when --supercell is not given)")
     p = sub.add_parser("bench", help="wall time of explore: ASE path vs batched engine vs the model-only floor")
@@ -90,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calc", default="auto", help="potential (as for explore)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--targets", default="auto", help="targets (as for explore)")
-    p.add_argument("--supercell", type=int, nargs=3, metavar="N", help="repeat the parent n1 n2 n3 times")
+    p.add_argument("--supercell", type=int, nargs=3, metavar="N",
+                   help="run the k = 0 targets in this supercell of the parent (whole-supercell relaxations)")
     p.add_argument("--all-variants", action="store_true", help="relax every SBS member")
     p.add_argument("--optimizer", choices=["auto", "bfgs", "fire"], default="auto",
                    help="optimizer of the batched engine (default auto: fire on CUDA, bfgs on the CPU)")
@@ -127,8 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _modes(args) -> int:
-    from .modes import decompose, describe_modes
-    from .report import write_json
+    from .analysis.modes import decompose
+    from .core.files import write_json
+    from .report.analysis import describe_modes
 
     child = _read(args.file, args.index)
     parent = _read(args.parent, "-1")
@@ -141,8 +161,9 @@ def _modes(args) -> int:
 
 
 def _symmetry_levels(args) -> int:
-    from .approx import describe_levels, symmetry_levels
-    from .report import write_json
+    from .analysis.approx import symmetry_levels
+    from .core.files import write_json
+    from .report.analysis import describe_levels
 
     atoms = _read(args.file, args.index)
     parent = _read(args.parent, "-1") if args.parent else None
@@ -155,9 +176,10 @@ def _symmetry_levels(args) -> int:
 
 
 def _check_potential(args) -> int:
-    from .diagnostics import describe_report, equivariance_error
-    from .potentials import get_potential
-    from .report import write_json
+    from .analysis.diagnostics import equivariance_error
+    from .core.files import write_json
+    from .potentials.registry import get_potential
+    from .report.analysis import describe_report
 
     atoms = _read(args.file, args.index)
     pot = get_potential(args.calc, atoms.get_chemical_symbols(), args.device)
@@ -174,16 +196,18 @@ def _check_potential(args) -> int:
 def _explore(args) -> int:
     import os
 
-    from .relax import break_symmetry
-    from .report import describe_exploration, write_exploration, write_json
+    from .explore.protocol import break_symmetry
+    from .report.exploration import describe_exploration, write_exploration
+    from .core.files import write_json
 
     atoms = _read(args.file, args.index)
     out = args.out or os.path.splitext(os.path.basename(args.file))[0] + "_sbs"
-    if args.supercell or args.kpoint:
-        return _explore_supercell(args, atoms, out)
+    if args.supercell and min(args.supercell) < 1:
+        raise SBSInputError("--supercell takes three positive integers")
     ex = break_symmetry(
         atoms, calc=args.calc, targets=args.targets, mode=args.mode, cell=args.cell, out=out,
         progress=not args.no_progress and sys.stderr.isatty(), device=args.device,
+        supercell=args.supercell, kpoint=args.kpoint,
         seed_force=args.seed_force, release_fmax=args.fmax, max_steps=args.max_steps, symprec=args.symprec,
         all_variants=args.all_variants, engine=args.engine, engine_options=_engine_options(args),
     )
@@ -198,7 +222,7 @@ def _explore(args) -> int:
 
 
 def _engine_options(args) -> dict:
-    from .engine import BatchLimits
+    from .relax.engine import BatchLimits
 
     options = {"optimizer": args.optimizer}
     if args.batch_atoms is not None:
@@ -208,32 +232,14 @@ def _engine_options(args) -> dict:
     return options
 
 
-def _explore_supercell(args, atoms, out) -> int:
-    from .supercell_explore import write_supercell_exploration
-    from .relax import break_symmetry
-    from .report import write_json
-
-    ex = break_symmetry(atoms, calc=args.calc, targets=args.targets, cell=args.cell, device=args.device,
-                        supercell=args.supercell, kpoint=args.kpoint, seed_force=args.seed_force,
-                        release_fmax=args.fmax, max_steps=args.max_steps, symprec=args.symprec)
-    data = write_supercell_exploration(ex, out)
-    if args.json != "-":
-        print(ex.describe())
-        print(f"\nwritten: {out}/explore.json, {out}/phases/")
-    if args.json:
-        write_json(data, args.json)
-    return 0
-
-
 def _bench(args) -> int:
-    from .bench import bench_explore, describe
-    from .report import write_json
+    from .bench import bench_explore
+    from .core.files import write_json
+    from .report.bench import describe
 
     atoms = _read(args.file, args.index)
-    if args.supercell:
-        if min(args.supercell) < 1:
-            raise SBSInputError("--supercell takes three positive integers")
-        atoms = atoms * tuple(args.supercell)
+    if args.supercell and min(args.supercell) < 1:
+        raise SBSInputError("--supercell takes three positive integers")
     paths = tuple(p.strip() for p in args.paths.split(",") if p.strip() and p.strip() != "none")
     if set(paths) - {"ase", "batched"} or not (paths or args.sweep or args.many):
         raise SBSInputError("--paths takes ase, batched or both (comma-separated), or none with --sweep or --many")
@@ -245,7 +251,8 @@ def _bench(args) -> int:
     options = _engine_options(args)
     out = bench_explore(atoms, args.calc, args.device, args.targets, args.all_variants, args.optimizer,
                         limits=options.get("limits"), sweep=sweep, many=args.many, paths=paths, plot=args.plot,
-                        progress=(lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr)))
+                        progress=(lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr)),
+                        supercell=tuple(args.supercell) if args.supercell else None)
     if not quiet:
         print(describe(out))
     if args.json:
@@ -254,9 +261,13 @@ def _bench(args) -> int:
 
 
 def _detect(args) -> int:
-    from .report import channel_dict, describe_symmetry, symmetry_dict, target_dict, write_json
-    from .symmetry import detect_symmetry
-    from .targets import candidate_targets, distortion_channels
+    from .core.files import write_json
+    from .core.symmetry import detect_symmetry
+    from .report.structures import channel_dict, describe_symmetry, symmetry_dict
+    from .sbs.sets import target_dict
+    from .setting.channels import distortion_channels
+    from .setting.isotropy import candidate_targets
+    from .setting.setting import k0_setting
 
     sym = detect_symmetry(_read(args.file, args.index), symprec=args.symprec, angle_tolerance=args.angle_tolerance)
     channels = distortion_channels(sym)
@@ -266,16 +277,18 @@ def _detect(args) -> int:
     if args.json:
         data = symmetry_dict(sym)
         data["channels"] = [channel_dict(c) for c in channels]
-        data["candidate_targets"] = [target_dict(t, sym) for t in targets]
+        data["candidate_targets"] = [target_dict(t, k0_setting(sym)) for t in targets]
         write_json(data, args.json)
     return 0
 
 
 def _sbs(args) -> int:
-    from .report import describe_sbs, describe_targets, write_json
-    from .sbs import symmetry_breaking_set
-    from .symmetry import detect_symmetry
-    from .targets import candidate_targets, distortion_channels
+    from .core.files import write_json
+    from .core.symmetry import detect_symmetry
+    from .report.structures import describe_sbs, describe_targets, parent_dict
+    from .sbs.sets import symmetry_breaking_set
+    from .setting.channels import distortion_channels
+    from .setting.isotropy import candidate_targets
 
     sym = detect_symmetry(_read(args.file, args.index), symprec=args.symprec, angle_tolerance=args.angle_tolerance)
     quiet = args.json == "-"
@@ -285,7 +298,7 @@ def _sbs(args) -> int:
             print(f"parent        {sym.name()}")
             print(describe_sbs(B))
         if args.json:
-            write_json({"parent": _parent(sym), **B.as_dict()}, args.json)
+            write_json({"parent": parent_dict(sym), **B.as_dict()}, args.json)
         return 0
     channels = distortion_channels(sym)
     targets = candidate_targets(sym, channels=channels)
@@ -302,18 +315,8 @@ def _sbs(args) -> int:
         print(f"parent        {sym.name()}\n")
         print(describe_targets(sym, targets, sizes))
     if args.json:
-        write_json({"parent": _parent(sym), "sets": [B.as_dict() for B in sets]}, args.json)
+        write_json({"parent": parent_dict(sym), "sets": [B.as_dict() for B in sets]}, args.json)
     return 0
-
-
-def _parent(sym) -> dict:
-    return {
-        "formula": sym.atoms.get_chemical_formula(),
-        "natoms": len(sym.atoms),
-        "spacegroup_number": sym.spacegroup_number,
-        "spacegroup_symbol": sym.spacegroup_symbol,
-        "point_group": sym.schoenflies,
-    }
 
 
 def main(argv=None) -> int:

@@ -16,7 +16,7 @@ from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS
 
 from ase_sbs import break_symmetry
-from ase_sbs.report import format_table
+from ase_sbs.report.tables import format_table
 
 
 def relaxed_energy_per_atom(atoms):

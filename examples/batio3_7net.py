@@ -12,7 +12,7 @@ from pathlib import Path
 from ase.io import read
 
 from ase_sbs import break_symmetry
-from ase_sbs.report import describe_exploration, write_exploration
+from ase_sbs.report.exploration import describe_exploration, write_exploration
 
 HERE = Path(__file__).resolve().parent
 

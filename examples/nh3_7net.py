@@ -10,7 +10,7 @@ import numpy as np
 from ase.io import read
 
 from ase_sbs import break_symmetry
-from ase_sbs.report import describe_exploration, write_exploration
+from ase_sbs.report.exploration import describe_exploration, write_exploration
 
 HERE = Path(__file__).resolve().parent
 

@@ -84,10 +84,10 @@ def evaluate_as_batch_and_alone(engine, structures, calc, tol, stress_tol=None):
     ``stress_tol`` when given. Returns the batch's (energy, forces, stress)."""
     from ase.stress import voigt_6_to_full_3x3_stress
 
-    from ase_sbs.engine import RelaxJob, Stage
+    from ase_sbs.relax.jobs import RelaxJob, Stage
 
     slots = [engine.slot(i, RelaxJob(a, [Stage(0.0, 1e-9, 0)])) for i, a in enumerate(structures)]
-    energy, forces, stress, *_ = engine._evaluate(slots)
+    energy, forces, stress, *_ = engine.evaluate(slots)
     start = 0
     for g, a in enumerate(structures):
         ref = a.copy()

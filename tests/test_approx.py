@@ -4,9 +4,9 @@ mode decomposition, and their order along supergroup chains."""
 import numpy as np
 import pytest
 
-from ase_sbs.approx import symmetry_levels
+from ase_sbs.analysis.approx import symmetry_levels
 from ase_sbs.cli import main
-from ase_sbs.modes import decompose
+from ase_sbs.analysis.modes import decompose
 
 from .conftest import random_orthogonal, transform
 

@@ -39,8 +39,9 @@ def nequip_calc():
 def test_nequip_batch_equals_the_calculator_structure_by_structure(nequip_calc):
     import torch
 
-    from ase_sbs.batched import NequIPBatched, batched_potential
-    from ase_sbs.engine import Engine, RelaxJob, Stage
+    from ase_sbs.potentials.batched import NequIPBatched, batched_potential
+    from ase_sbs.relax.engine import Engine
+    from ase_sbs.relax.jobs import RelaxJob, Stage
 
     a = bulk("Cu", "fcc", a=3.6) * (2, 1, 1)
     a[0].symbol = "Au"
@@ -55,7 +56,7 @@ def test_nequip_batch_equals_the_calculator_structure_by_structure(nequip_calc):
     energy, forces, stress = evaluate_as_batch_and_alone(engine, structures, nequip_calc, 1e-9, stress_tol=1e-9)
     assert np.abs(forces.numpy()).max() > 1e-3  # a real, non-trivial model
     pot.batched = False  # one frame at a time (what a compiled model specialized to one frame falls back to)
-    again = engine._evaluate([engine.slot(i, RelaxJob(s, [Stage(0.0, 1e-9, 0)])) for i, s in enumerate(structures)])
+    again = engine.evaluate([engine.slot(i, RelaxJob(s, [Stage(0.0, 1e-9, 0)])) for i, s in enumerate(structures)])
     for x, y in zip(again[:3], (energy, forces, stress)):
         assert torch.allclose(x, y, atol=1e-10, rtol=0)
     pot.batched = True

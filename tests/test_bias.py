@@ -6,7 +6,7 @@ import torch
 
 from ase_sbs import detect_symmetry, symmetry_breaking_set
 from ase_sbs.bias import BiasDescriptor, evaluate_bias
-from ase_sbs.irreps import representation
+from ase_sbs.core.irreps import representation
 
 from .conftest import random_orthogonal, transform
 
@@ -90,7 +90,7 @@ def stabilizer_of_bias(sym, forces, stress, tol=1e-8):
 )
 def test_bias_at_the_parent_pushes_with_exactly_the_target_symmetry(name, target, request):
     sym = detect_symmetry(request.getfixturevalue(name))
-    from ase_sbs.symmetry import symmetrized_atoms
+    from ase_sbs.core.symmetry import symmetrized_atoms
 
     parent = symmetrized_atoms(sym)
     sym = detect_symmetry(parent)

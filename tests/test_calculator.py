@@ -11,7 +11,7 @@ from ase.optimize import BFGS
 
 from ase_sbs import SBSInputError, SBSCalculator, detect_symmetry, symmetry_breaking_set
 from ase_sbs.bias import evaluate_bias
-from ase_sbs.symmetry import Symmetrizer
+from ase_sbs.core.symmetrizer import Symmetrizer
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import numpy as np
 from ase.calculators.emt import EMT
 
 from ase_sbs.cli import main
-from ase_sbs.diagnostics import equivariance_error
+from ase_sbs.analysis.diagnostics import equivariance_error
 
 from .conftest import EXAMPLES
 

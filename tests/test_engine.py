@@ -13,10 +13,14 @@ from ase.filters import FrechetCellFilter
 from ase.optimize import FIRE
 
 from ase_sbs import SBSInputError, break_symmetry, detect_symmetry, symmetry_breaking_set
-from ase_sbs.batched import Graphs, radius_graph
+from ase_sbs.potentials.batched import Graphs, radius_graph
 from ase_sbs.bias import BiasDescriptor, evaluate_bias
-from ase_sbs.engine import CPU_BATCH_ATOMS, BatchLimits, Engine, RelaxJob, Stage, _bias, _Slot, _SymmetryTables, FireParams, relax
-from ase_sbs.symmetry import Symmetrizer
+from ase_sbs.core.symmetrizer import BatchSymmetrizer
+from ase_sbs.relax.engine import CPU_BATCH_ATOMS, BatchLimits, Engine, batch_bias, relax
+from ase_sbs.relax.jobs import RelaxJob, Stage
+from ase_sbs.relax.optimizers import FireParams
+from ase_sbs.relax.slots import Slot
+from ase_sbs.core.symmetrizer import Symmetrizer
 
 
 def quiet_relax(jobs, calc=None, **kw):
@@ -146,7 +150,7 @@ def test_batched_bias_and_symmetrization_equal_the_single_structure_ones(batio3,
         RelaxJob(a2, [Stage(-0.3, 0.01, 1)], sbs_object=B2.objects[0], irreps=B2.irreps, descriptor=d2),
         RelaxJob(a3, [Stage(0.0, 0.01, 1)], sbs_object=B1.objects[0], irreps=B1.irreps, descriptor=d1),
     ]
-    slots = [_Slot(i, j, torch.device("cpu"), torch.float64, FireParams()) for i, j in enumerate(jobs)]
+    slots = [Slot(i, j, torch.device("cpu"), torch.float64, FireParams()) for i, j in enumerate(jobs)]
     pos = torch.cat([s.u for s in slots])
     cells = torch.stack([s.cell0 for s in slots])
     ptr = [0, 5, 9, 14]
@@ -154,14 +158,14 @@ def test_batched_bias_and_symmetrization_equal_the_single_structure_ones(batio3,
     numbers = torch.cat([s.numbers for s in slots])
     src, dst, shifts = radius_graph(pos, cells, ptr, [True] * 3, 5.0)
     graphs = Graphs(pos, cells, numbers, graph, ptr, [True] * 3, 5.0, src, dst, shifts)
-    energy, forces, stress = _bias(slots, graphs, pos, cells)
+    energy, forces, stress = batch_bias(slots, graphs, pos, cells)
     for g, (a, j) in enumerate(zip((a1, a2, a3), jobs)):
         ref = evaluate_bias(a, j.sbs_object, j.irreps, j.stages[0].strength, j.descriptor)
         assert abs(float(energy[g]) - ref.energy) < 1e-10
         assert np.abs(forces[ptr[g]:ptr[g + 1]].numpy() - ref.forces).max() < 1e-10
         assert np.abs(stress[g].numpy() - ref.stress).max() < 1e-10
     assert float(energy[0]) != 0.0 and float(energy[2]) == 0.0
-    tables = _SymmetryTables(slots, ptr, torch.device("cpu"), torch.float64)
+    tables = BatchSymmetrizer([j.symmetrizer for j in jobs], [5, 4, 5], torch.device("cpu"), torch.float64)
     f = torch.randn(14, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     s = torch.randn(3, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     sf, ss = tables.forces(f), tables.stress(s)
@@ -287,7 +291,7 @@ def test_cli_explore_with_the_batched_engine_and_bench(tmp_path, capsys):
 
 
 def test_batches_respect_the_atom_budget_and_halve_on_out_of_memory():
-    from ase_sbs.batched import ASEBatched
+    from ase_sbs.potentials.batched import ASEBatched
 
     class SmallMemory(ASEBatched):
         """EMT that runs out of (simulated) GPU memory above two structures per batch."""

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 from ase_sbs import SBSInputError, detect_symmetry
-from ase_sbs.groups import (
-    FiniteGroup,
-    bits,
+from ase_sbs.core.groups import FiniteGroup, bits
+from ase_sbs.core.pointgroups import (
     cayley_table,
     close_matrices,
     hermann_mauguin_name,

@@ -6,9 +6,10 @@ import pytest
 
 from ase_sbs.cli import main
 from ase_sbs.errors import SBSInputError
-from ase_sbs.modes import BEYOND_K0, decompose, parent_symmetry, strain_length
-from ase_sbs.symmetry import detect_symmetry
-from ase_sbs.targets import STRAIN_BASIS, distortion_channels
+from ase_sbs.analysis.matching import parent_symmetry, strain_length
+from ase_sbs.analysis.modes import BEYOND_K0, decompose
+from ase_sbs.core.symmetry import detect_symmetry
+from ase_sbs.setting import STRAIN_BASIS, distortion_channels
 
 from .conftest import random_orthogonal, transform
 

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 from ase.io import read
 
-from ase_sbs import supercell as sc
-from ase_sbs.modes import BEYOND_K0, decompose, parent_symmetry, strain_length
-from ase_sbs.targets import STRAIN_BASIS, distortion_channels
+from ase_sbs.setting import distortion_channels as supercell_channels
+from ase_sbs.setting import supercell_setting
+from ase_sbs.analysis.matching import parent_symmetry, strain_length
+from ase_sbs.analysis.modes import BEYOND_K0, decompose
+from ase_sbs.setting import STRAIN_BASIS, distortion_channels
 
 from .conftest import EXAMPLES, random_orthogonal, transform
 from .test_supercell import tilt_pattern
@@ -16,8 +18,8 @@ from .test_supercell import tilt_pattern
 @pytest.fixture(scope="module")
 def setup():
     parent = parent_symmetry(read(EXAMPLES / "SrTiO3_cubic.cif"))
-    sg = sc.supercell_group(parent.atoms, (2, 2, 2))
-    return parent, distortion_channels(parent), sg, sc.distortion_channels(sg)
+    sg = supercell_setting(parent.atoms, (2, 2, 2))
+    return parent, distortion_channels(parent), sg, supercell_channels(sg)
 
 
 def _channel_of(channels, v):

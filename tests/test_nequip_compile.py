@@ -211,7 +211,7 @@ def test_batch_sbs_target_evaluates_whole_batches(artifacts, batch_pt2, cu):
     from nequip.data import AtomicDataDict
 
     from ase_sbs import break_symmetry
-    from ase_sbs.engine import Engine
+    from ase_sbs.relax.engine import Engine
     from ase_sbs.nequip import SBSBatchNequIPCalculator
     from ase_sbs.nequip.calculator import load_calculator
     from ase_sbs.potentials import get_potential
@@ -258,7 +258,7 @@ def test_nequip_batch_target_in_the_engine(artifacts, batch_plain_pt2, cu):
     results of one call per frame."""
     import yaml
 
-    from ase_sbs.batched import batched_potential
+    from ase_sbs.potentials.batched import batched_potential
     from ase_sbs.bench import _graphs, copies
     from ase_sbs.nequip import BatchNequIPCalculator
     from ase_sbs.nequip.calculator import load_calculator

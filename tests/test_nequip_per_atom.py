@@ -1,5 +1,5 @@
 """Per-atom SBS objects b_i as a NequIP field (``sbs_atom_object``): the biased wrapper
-with ``per_atom=True`` on SrTiO3 2×2×2 with the per-atom tilt objects of ase_sbs.supercell,
+with ``per_atom=True`` on SrTiO3 2×2×2 with the per-atom tilt objects of ase_sbs.sbs,
 against ase_sbs.bias; batching; joint O(3) × permutation symmetry; AttachSBS from frame
 arrays; SBSNequIPCalculator; configuration errors."""
 
@@ -21,7 +21,8 @@ from nequip.utils.global_state import set_global_state  # noqa: E402
 
 import ase_sbs.nequip as sn  # noqa: E402
 from ase_sbs.bias import BiasDescriptor, evaluate_bias  # noqa: E402
-from ase_sbs.supercell import isotropy_subgroups, per_atom_sbs, supercell_group  # noqa: E402
+from ase_sbs.sbs import symmetry_breaking_set  # noqa: E402
+from ase_sbs.setting import isotropy_subgroups, supercell_setting  # noqa: E402
 
 from .test_nequip import R_MAX, base_config, build, efs  # noqa: E402
 
@@ -54,13 +55,13 @@ def tilt_sbs():
     """SrTiO3 on 2×2×2, the R-point tilt channel's I4/mcm per-atom SBS, and a rattled,
     slightly sheared copy of the supercell (no symmetry left)."""
     from .test_supercell import _tilt_channel
-    from ase_sbs.supercell import distortion_channels
+    from ase_sbs.setting import distortion_channels
 
     set_global_state()
-    sg = supercell_group(read(EXAMPLES / "SrTiO3_cubic.cif"), (2, 2, 2))
+    sg = supercell_setting(read(EXAMPLES / "SrTiO3_cubic.cif"), (2, 2, 2))
     iso = isotropy_subgroups(sg, _tilt_channel(sg, distortion_channels(sg)))
     K = next(k for k in iso if k.spacegroup_number == 140)
-    B = per_atom_sbs(sg, K)
+    B = symmetry_breaking_set(sg, K)
     atoms = sg.atoms.copy()
     atoms.rattle(0.05, seed=8)
     atoms.set_cell(np.asarray(atoms.cell) @ (np.eye(3) + 0.015 * np.array([[0, 1, 0], [0.4, 0, 0], [0, 0.2, 1]])),
@@ -170,7 +171,7 @@ def test_per_atom_energy_is_invariant_under_the_supercell_group(tilt_sbs, models
     unchanged, and a translation maps the tilt variant to another member of the orbit."""
     B, _ = tilt_sbs
     _, biased = models
-    sg = B.group
+    sg = B.setting
     x = sg.atoms.copy()
     x.rattle(0.04, seed=12)
     b, lam = B.objects[0], 0.7
@@ -216,16 +217,17 @@ def test_channel_curvature_by_autograd_through_a_nequip_model(tilt_sbs, models):
     channel and the channel with most copies of SrTiO3 2×2×2)."""
     from nequip.integrations.ase import NequIPCalculator
 
-    from ase_sbs.supercell import distortion_channels
-    from ase_sbs.supercell_explore import channel_curvature, torch_energy_of
+    from ase_sbs.setting import distortion_channels
+    from ase_sbs.potentials import torch_energy
+    from ase_sbs.setting import channel_curvature
 
     from .test_supercell import _tilt_channel
 
     plain, _ = models
     calc = NequIPCalculator(plain.eval(), "cpu", transforms=type_transforms())
-    energy = torch_energy_of(calc)
-    assert energy is not None and torch_energy_of(object()) is None
-    sg = tilt_sbs[0].group
+    energy = torch_energy(calc)
+    assert energy is not None and torch_energy(object()) is None
+    sg = tilt_sbs[0].setting
     channels = distortion_channels(sg)
     widest = max(channels, key=lambda c: c.multiplicity)
     for c in (_tilt_channel(sg, channels), widest):

@@ -13,7 +13,7 @@ from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS
 
 from ase_sbs import SBSInputError, break_symmetry, detect_symmetry, symmetry_breaking_set
-from ase_sbs.relax import variant_image
+from ase_sbs.explore.classify import variant_image
 
 
 def relaxed_energy_per_atom(atoms):
@@ -53,7 +53,7 @@ def test_a_stable_parent_is_reported_stable_and_field_mode_reports_survival():
     reached = {r.target: r.field_spacegroup for r in field.relaxations}
     assert reached["I4/mmm (139)"] == "I4/mmm" and reached["R-3m (166)"] == "R-3m"
     assert all(r.status == "returned" for r in field.relaxations)  # nothing survives release
-    from ase_sbs.report import describe_exploration
+    from ase_sbs.report.exploration import describe_exploration
 
     text = describe_exploration(field)
     assert "under the field" in text and "stable in every channel" in text

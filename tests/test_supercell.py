@@ -11,8 +11,10 @@ from ase.io import read
 
 from ase_sbs.bias import BiasDescriptor, evaluate_bias
 from ase_sbs.errors import SBSInputError
-from ase_sbs.supercell import channel_matches_kpoint, distortion_channels, isotropy_subgroups, per_atom_sbs, supercell_group
-from ase_sbs.supercell_explore import parse_kpoint, reduced_cell, supercell_for_kpoint
+from ase_sbs.sbs import symmetry_breaking_set
+from ase_sbs.setting import channel_matches_kpoint, distortion_channels, fold_setting, isotropy_subgroups
+from ase_sbs.setting import supercell_setting
+from ase_sbs.setting import parse_kpoint, supercell_for_kpoint
 
 from .conftest import EXAMPLES, random_orthogonal, transform
 
@@ -44,7 +46,7 @@ def srtio3():
 
 @pytest.fixture(scope="module")
 def group(srtio3):
-    return supercell_group(srtio3, (2, 2, 2))
+    return supercell_setting(srtio3, (2, 2, 2))
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +137,7 @@ def test_lower_isotropy_subgroups_only_on_request(group, tilt):
 def test_per_atom_objects_have_exact_stabilizers_and_orbits(group, tilt):
     _, iso = tilt
     for K in iso:
-        B = per_atom_sbs(group, K)
+        B = symmetry_breaking_set(group, K)
         assert len(B) == K.index == group.order // K.order
         assert set(B.stabilizer_of(B.objects[0])) == set(K.elements)
         for j, b in enumerate(B.objects):
@@ -171,7 +173,7 @@ def test_per_atom_sbs_is_equivariant(srtio3, group, tilt, improper):
     perm = rng.permutation(len(srtio3))
     shift = rng.normal(size=3)
     moved = transform(srtio3, Q, perm, shift)
-    g2 = supercell_group(moved, (2, 2, 2))
+    g2 = supercell_setting(moved, (2, 2, 2))
     c2 = _tilt_channel_rotated(g2, Q)
     iso2 = {k.spacegroup_number: k for k in isotropy_subgroups(g2, c2)}
     # the supercell of the moved input is the moved supercell, up to atom order
@@ -180,8 +182,8 @@ def test_per_atom_sbs_is_equivariant(srtio3, group, tilt, improper):
     ref_atoms.cell = np.asarray(group.atoms.cell) @ Q.T
     p = _match_atoms(g2.atoms, ref_atoms)
     for K in iso:
-        B = per_atom_sbs(group, K)
-        B2 = per_atom_sbs(g2, iso2[K.spacegroup_number])
+        B = symmetry_breaking_set(group, K)
+        B2 = symmetry_breaking_set(g2, iso2[K.spacegroup_number])
         expected = (B.objects @ Q.T)[:, p]
         assert len(B2) == len(B)
         for b in expected:
@@ -209,7 +211,7 @@ def tilt_pattern_rotated(atoms, Q):
 
 def test_per_atom_bias_is_equivariant_and_covariant(group, tilt):
     _, iso = tilt
-    B = per_atom_sbs(group, iso[0])
+    B = symmetry_breaking_set(group, iso[0])
     atoms = group.atoms.copy()
     atoms.rattle(0.03, seed=4)
     desc = BiasDescriptor("1o")
@@ -237,7 +239,7 @@ def test_reduced_cell_folds_by_the_kept_translations(group, tilt):
     _, iso = tilt
     for K in iso:
         kept = [g for g in K.elements if g in set(group.pure_translations.tolist())]
-        red = reduced_cell(group, kept)
+        red = fold_setting(group, sum(1 << int(g) for g in kept))
         assert len(red.atoms) * len(kept) == len(group.atoms)
         assert red.atoms.get_volume() * len(kept) == pytest.approx(group.atoms.get_volume())
         assert len(red.atoms) // 5 == K.cell_multiplication
@@ -251,7 +253,7 @@ def test_kpoints_choose_the_supercell(srtio3):
     with pytest.raises(SBSInputError):
         parse_kpoint("Q")
     # a 1x1x2 cell holds one arm of the X star: X = (0, 1/2, 0) matches it through the star
-    g = supercell_group(srtio3, (1, 1, 2))
+    g = supercell_setting(srtio3, (1, 1, 2))
     assert g.order == 16 * 2  # the operations that keep the tetragonal supercell lattice
     chans = distortion_channels(g)
     at_x = [c for c in chans if channel_matches_kpoint(c, parse_kpoint("X"), g)]
@@ -262,7 +264,7 @@ def test_kpoints_choose_the_supercell(srtio3):
 
 def test_oversized_supercell_stops_early_with_the_largest_size(srtio3):
     with pytest.raises(SBSInputError, match="2×2×2"):
-        supercell_group(srtio3, (3, 3, 3))
+        supercell_setting(srtio3, (3, 3, 3))
     r = subprocess.run([sys.executable, "-m", "ase_sbs.cli", "explore", str(EXAMPLES / "SrTiO3_cubic.cif"),
                         "--supercell", "4", "4", "4", "--calc", "7net-0", "--out", "/nonexistent/never"],
                        capture_output=True, text=True, timeout=120)
@@ -275,7 +277,7 @@ def test_channel_curvature_matches_the_full_hessian(group, channels):
     Lennard-Jones toy potential on the 40-atom supercell (fixed cell)."""
     from ase.calculators.lj import LennardJones
 
-    from ase_sbs.supercell_explore import channel_curvature
+    from ase_sbs.setting import channel_curvature
 
     calc = LennardJones(sigma=1.9, epsilon=0.05, rc=5.0, smooth=True)
     atoms = group.atoms.copy()
@@ -351,7 +353,7 @@ def test_channel_curvature_by_autograd_matches_finite_differences(group, channel
     """Hessian-vector products by autograd (a torch potential) against central force and
     stress differences of the same potential (an ASE calculator), on the tilt channel, the
     channel with most copies and the Γ channels that carry strain."""
-    from ase_sbs.supercell_explore import channel_curvature
+    from ase_sbs.setting import channel_curvature
 
     calc = _TorchEnergyCalculator(_torch_lj)
     tilt = _tilt_channel(group, channels)

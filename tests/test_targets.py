@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ase_sbs import candidate_targets, detect_symmetry, distortion_channels
-from ase_sbs.targets import STRAIN_BASIS, distortion_representation
+from ase_sbs.setting import STRAIN_BASIS, distortion_representation
 
 
 def distort(sym, elements, rng, amplitude=0.05):

@@ -37,7 +37,7 @@ from nequip.nn.embedding import (
 )
 from nequip.utils import conditional_torchscript_mode, dtype_from_name, torch_default_dtype
 
-from ..bias import DEFAULT_CUTOFF
+from ..bias.descriptor import DEFAULT_CUTOFF
 from ..errors import SBSInputError
 from ._keys import SBS_ATOM_OBJECT_KEY, SBS_DISPLACEMENTS_KEY, SBS_OBJECT_KEY, SBS_STRENGTH_KEY
 from .modules import SBS_IRREPS_METADATA_KEY, SBS_PER_ATOM_METADATA_KEY, SBSBiasEnergy, SBSNodeEmbed

@@ -15,7 +15,7 @@ from nequip.data import AtomicDataDict
 from nequip.nn import GraphModuleMixin
 from nequip.nn.utils import with_edge_vectors_
 
-from ..bias import BiasDescriptor
+from ..bias.descriptor import BiasDescriptor, atom_bias_energies
 from ._keys import SBS_ATOM_OBJECT_KEY, SBS_OBJECT_KEY, SBS_STRENGTH_KEY
 
 SBS_IRREPS_METADATA_KEY = "sbs_irreps"  # model metadata (also in compiled files): the irreps of b
@@ -102,8 +102,7 @@ class SBSBiasEnergy(GraphModuleMixin, torch.nn.Module):
         edge_index = data[AtomicDataDict.EDGE_INDEX_KEY]
         z = torch.index_select(self.type_numbers, 0, data[AtomicDataDict.ATOM_TYPE_KEY].view(-1))
         n_atoms = AtomicDataDict.num_nodes(data)
-        out = self.descriptor.atom_features(vectors, edge_index[0], torch.index_select(z, 0, edge_index[0]),
-                                            torch.index_select(z, 0, edge_index[1]), n_atoms)
+        dtype = vectors.dtype
         if self.per_atom:
             if SBS_ATOM_OBJECT_KEY not in data:
                 raise ValueError(
@@ -113,18 +112,19 @@ class SBSBiasEnergy(GraphModuleMixin, torch.nn.Module):
                 )
             b_i = data[SBS_ATOM_OBJECT_KEY]
             _check_atom_object(b_i, self.dim, self.sbs_irreps, n_atoms)
-            b_i = b_i.to(out.dtype)
+            b_i = b_i.to(dtype)
         elif SBS_OBJECT_KEY in data:
             b = data[SBS_OBJECT_KEY]
             _check_object(b, self.dim, self.sbs_irreps)
-            b_i = _per_atom(b.to(out.dtype), data, n_atoms)
+            b_i = _per_atom(b.to(dtype), data, n_atoms)
         else:  # the build-time b, the same for every frame of a batch
-            b_i = self.default_object.to(out.dtype).expand(n_atoms, self.dim)
+            b_i = self.default_object.to(dtype).expand(n_atoms, self.dim)
         if SBS_STRENGTH_KEY in data:
-            lam_i = _per_atom(data[SBS_STRENGTH_KEY].to(out.dtype).reshape(-1, 1), data, n_atoms)
+            lam_i = _per_atom(data[SBS_STRENGTH_KEY].to(dtype).reshape(-1, 1), data, n_atoms)
         else:
-            lam_i = self.default_strength.to(out.dtype).expand(n_atoms, 1)
-        e_i = -lam_i * (b_i * out).sum(dim=1, keepdim=True)
+            lam_i = self.default_strength.to(dtype).expand(n_atoms, 1)
+        e_i = atom_bias_energies(self.descriptor, vectors, edge_index[0], edge_index[1], z, b_i,
+                                 lam_i.reshape(-1)).unsqueeze(1)
         e_atom = data[AtomicDataDict.PER_ATOM_ENERGY_KEY]
         data[AtomicDataDict.PER_ATOM_ENERGY_KEY] = e_atom + e_i.to(e_atom.dtype)
         total = data[AtomicDataDict.TOTAL_ENERGY_KEY]

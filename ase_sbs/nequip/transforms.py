@@ -33,22 +33,10 @@ from nequip.data import AtomicDataDict
 
 from ..errors import SBSInputError
 from ._keys import SBS_ATOM_OBJECT_KEY, SBS_OBJECT_KEY, SBS_STRENGTH_KEY
+from ..bias.descriptor import BiasDescriptor, descriptor_of
 from .models import parse_irreps
 
 SOURCES = ("info", "arrays", "constant", "parent")
-
-
-def _descriptor_of(atoms, descriptor) -> np.ndarray:
-    from ..bias import neighbour_list
-
-    nbrs = neighbour_list(atoms, descriptor.cutoff)
-    pos = torch.tensor(atoms.positions, dtype=torch.float64)
-    cell = torch.tensor(np.asarray(atoms.cell), dtype=torch.float64)
-    z = torch.as_tensor(atoms.numbers)
-    src, dst = torch.as_tensor(nbrs.src), torch.as_tensor(nbrs.dst)
-    vec = pos[dst] - pos[src] + torch.tensor(nbrs.shifts, dtype=torch.float64) @ cell
-    with torch.no_grad():
-        return descriptor(vec, src, z[src], z[dst], len(atoms))[0].numpy()
 
 
 class AttachSBS(torch.nn.Module):
@@ -88,8 +76,7 @@ class AttachSBS(torch.nn.Module):
     def _init_parent(self, parent, target, symprec):
         from ase.io import read
 
-        from ..bias import BiasDescriptor
-        from ..sbs import symmetry_breaking_set
+        from ..sbs.sets import symmetry_breaking_set
 
         if parent is None or target is None:
             raise SBSInputError("AttachSBS source=parent needs `parent` (a structure file) and `target`")
@@ -104,7 +91,7 @@ class AttachSBS(torch.nn.Module):
                 f"model) were given irreps {self.irreps}: set both to {self.sbs.irreps}"
             )
         self.descriptor = BiasDescriptor(self.sbs.irreps)
-        self.parent_D = _descriptor_of(self.parent_atoms, self.descriptor)
+        self.parent_D = descriptor_of(self.parent_atoms, self.descriptor)
 
     def member_of(self, atoms) -> int:
         """Index j of the SBS member whose variant ``atoms`` is (``parent`` source)."""
@@ -113,7 +100,7 @@ class AttachSBS(torch.nn.Module):
                 f"a frame with {len(atoms)} atoms ({atoms.get_chemical_formula()}) is not a distortion of the "
                 f"parent {self.parent_atoms.get_chemical_formula()} with the same atom order"
             )
-        overlap = self.sbs.objects @ (_descriptor_of(atoms, self.descriptor) - self.parent_D)
+        overlap = self.sbs.objects @ (descriptor_of(atoms, self.descriptor) - self.parent_D)
         order = np.argsort(overlap)[::-1]
         scale = max(np.abs(overlap).max(), 1e-300)
         if np.abs(overlap).max() < 1e-9 or overlap[order[0]] - overlap[order[1]] < 1e-6 * scale:

@@ -8,8 +8,9 @@ from ase.build import bulk, molecule
 from ase.stress import voigt_6_to_full_3x3_stress
 
 from ase_sbs import break_symmetry
-from ase_sbs.batched import SevenNetBatched, batched_potential
-from ase_sbs.engine import Engine, RelaxJob, Stage
+from ase_sbs.potentials.batched import SevenNetBatched, batched_potential
+from ase_sbs.relax.engine import Engine
+from ase_sbs.relax.jobs import RelaxJob, Stage
 
 from ..conftest import EXAMPLES, evaluate_as_batch_and_alone
 
@@ -41,7 +42,7 @@ def test_sevennet_batch_equals_one_structure_at_a_time(sevennet):
     results = engine.relax([RelaxJob(a.copy(), [Stage(0.0, 1e-9, 0)], cell="fixed") for a in structures])
     assert engine.evaluations == [4]
     slots = [engine.slot(i, RelaxJob(a, [Stage(0.0, 1e-9, 0)])) for i, a in enumerate(structures)]
-    energy, forces, stress, *_ = engine._evaluate(slots)
+    energy, forces, stress, *_ = engine.evaluate(slots)
     start = 0
     for g, (a, r) in enumerate(zip(structures, results)):
         ref = a.copy()

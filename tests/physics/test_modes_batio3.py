@@ -4,9 +4,10 @@ cubic parent's symmetry modes, and their approximate symmetry levels."""
 import numpy as np
 import pytest
 
-from ase_sbs.approx import symmetry_levels
-from ase_sbs.modes import BEYOND_K0, decompose, parent_symmetry
-from ase_sbs.targets import distortion_channels
+from ase_sbs.analysis.approx import symmetry_levels
+from ase_sbs.analysis.matching import parent_symmetry
+from ase_sbs.analysis.modes import BEYOND_K0, decompose
+from ase_sbs.setting import distortion_channels
 
 DIRECTIONS = {"P4mm": (0, 0, 1), "Amm2": (0, 1, 1), "R3m": (1, 1, 1)}
 
@@ -48,7 +49,7 @@ def test_polar_phase_is_the_polar_channel_plus_allowed_secondary_channels(batio3
 def test_explore_json_carries_each_phase_decomposition(batio3_exploration, tmp_path):
     import json
 
-    from ase_sbs.report import write_json
+    from ase_sbs.core.files import write_json
 
     write_json(batio3_exploration.as_dict(), str(tmp_path / "explore.json"))
     data = json.loads((tmp_path / "explore.json").read_text())

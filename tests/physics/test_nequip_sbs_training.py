@@ -14,7 +14,7 @@ import torch
 from ase.io import write
 
 from ase_sbs import detect_symmetry, symmetry_breaking_set
-from ase_sbs.relax import variant_image
+from ase_sbs.explore.classify import variant_image
 
 from ..conftest import EXAMPLES
 

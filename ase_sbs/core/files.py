@@ -1,0 +1,47 @@
+"""Files written so an interrupted run never leaves a half-written one: a temporary
+file in the same directory, then an atomic rename."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+
+def write_json(data, path: str) -> None:
+    """Write JSON atomically (temporary file + rename); ``-`` writes to stdout."""
+    text = json.dumps(data, indent=2, default=_json_default) + "\n"
+    if path == "-":
+        print(text, end="")
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_structure(atoms, path: str) -> None:
+    """Write an extxyz file atomically, without the calculator's results."""
+    from ase.io import write
+
+    clean = atoms.copy()
+    clean.calc = None
+    tmp = path + ".tmp"
+    write(tmp, clean, format="extxyz")
+    os.replace(tmp, path)
+
+
+def _json_default(x):
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"cannot serialise {type(x).__name__}")

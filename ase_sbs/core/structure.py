@@ -1,0 +1,132 @@
+"""What a structure must be before its symmetry is detected, and the labels a symmetry
+operation must preserve (species, and collinear magnetic moments)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from ase import Atoms
+
+from ..errors import SBSInputError
+
+MIN_DISTANCE = 0.1  # Å: closer atoms are "on top of each other"
+
+
+def check_structure(atoms) -> None:
+    """Refuse what has no well-defined finite symmetry group here, with one line saying
+    what is wrong and what to do: not an Atoms, no atoms, partial periodicity, a
+    degenerate cell, non-finite positions, atoms on top of each other, or a
+    disordered structure (partially occupied sites, as ASE reads them from a CIF)."""
+    if not isinstance(atoms, Atoms):
+        raise SBSInputError(f"expected an ase.Atoms, got {type(atoms).__name__}")
+    if len(atoms) == 0:
+        raise SBSInputError("the structure has no atoms")
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if pbc.any() and not pbc.all():
+        raise SBSInputError(
+            f"partial periodicity (pbc={pbc.tolist()}) is not supported: layer and rod groups "
+            "are not implemented. Set pbc=True (with vacuum) to treat it as a 3D crystal, "
+            "or pbc=False for an isolated molecule."
+        )
+    if pbc.all():
+        cell = np.asarray(atoms.cell, dtype=float)
+        if abs(np.linalg.det(cell)) < 1e-6:
+            raise SBSInputError(
+                "the structure is periodic but its cell is missing or degenerate "
+                f"(volume {abs(np.linalg.det(cell)):.3g} Å³); set a cell or pbc=False for a molecule"
+            )
+    if not np.isfinite(atoms.positions).all():
+        raise SBSInputError("atomic positions contain NaN or infinity")
+    _check_ordered(atoms)
+    if len(atoms) > 1:
+        d = atoms.get_all_distances(mic=bool(pbc.all()))
+        np.fill_diagonal(d, np.inf)
+        i, j = np.unravel_index(np.argmin(d), d.shape)
+        if d[i, j] < MIN_DISTANCE:
+            raise SBSInputError(
+                f"atoms {i} and {j} are {d[i, j]:.3g} Å apart (on top of each other); "
+                "remove the duplicate atom"
+            )
+
+
+def _check_ordered(atoms: Atoms) -> None:
+    """A site whose occupancies (``atoms.info['occupancy']``, written by ASE's CIF
+    reader per site kind) are not one species at occupancy 1 is refused: ASE keeps one
+    species of a mixed site, so the structure read is not the material described. The
+    CIF's site labels, when the reader kept them (``atoms.info['site_labels']``, set by
+    the command line), name the site."""
+    occupancy = atoms.info.get("occupancy")
+    if not occupancy:
+        return
+    kinds = atoms.arrays.get("spacegroup_kinds")
+    for kind, species in sorted(occupancy.items(), key=lambda kv: int(kv[0]) if str(kv[0]).isdigit() else 0):
+        values = {str(el): float(x) for el, x in species.items()}
+        if len(values) == 1 and abs(next(iter(values.values())) - 1.0) < 1e-6:
+            continue
+        name, read_as = f"{kind}", "one of them"
+        if kinds is not None and str(kind).isdigit():
+            hits = np.flatnonzero(np.asarray(kinds) == int(kind))
+            if len(hits):
+                pos = atoms.get_scaled_positions(wrap=False)[hits[0]] if atoms.pbc.all() else atoms.positions[hits[0]]
+                labels = atoms.info.get("site_labels", {}).get(tuple(np.round(np.mod(pos, 1.0), 4)))
+                name = ("/".join(labels) if labels else name) + " at (" + ", ".join(f"{x:.4g}" for x in pos) + ")"
+                read_as = atoms.get_chemical_symbols()[hits[0]] + " only"
+        text = ", ".join(f"{el} {x:g}" for el, x in sorted(values.items()))
+        raise SBSInputError(
+            f"disordered structure: site {name} is occupied by {text}; ase read it as {read_as}. Order it first "
+            "(e.g. pymatgen's OrderDisorderedStructureTransformation on a supercell) and explore the ordered cell"
+        )
+
+
+def cif_site_labels(path: str) -> dict:
+    """{rounded fractional position: [site labels]} of the first block of a CIF file
+    ({} when it has none), to name partially occupied sites in messages."""
+    from ase.io.cif import parse_cif
+
+    try:
+        block = next(iter(parse_cif(path)))
+        labels = block.get("_atom_site_label")
+        xyz = [block.get(f"_atom_site_fract_{a}") for a in "xyz"]
+    except Exception:  # an unusual CIF: the message falls back to positions
+        return {}
+    if labels is None or any(c is None for c in xyz):
+        return {}
+    out: dict = {}
+    for label, *frac in zip(labels, *xyz):
+        out.setdefault(tuple(np.round(np.mod(np.array(frac, dtype=float), 1.0), 4)), []).append(str(label))
+    return out
+
+
+def species_labels(atoms: Atoms) -> np.ndarray:
+    """Per-atom labels that a symmetry operation must preserve: the atomic number, and
+    with collinear initial magnetic moments also the moment (atoms with different
+    moments are different species to the symmetry: operations that would reverse a
+    moment are not symmetries, time reversal is not used). Non-collinear moments are
+    not supported in the symmetry and are ignored with a warning."""
+    numbers = np.asarray(atoms.numbers)
+    if not atoms.has("initial_magmoms"):
+        return numbers
+    moments = np.asarray(atoms.get_initial_magnetic_moments(), dtype=float)
+    if moments.ndim == 2:
+        if np.abs(moments).max() > 1e-8:
+            warnings.warn("non-collinear initial magnetic moments are ignored by the symmetry detection "
+                          "(only collinear moments enter it)", stacklevel=3)
+        return numbers
+    if np.abs(moments).max() < 1e-8:
+        return numbers
+    keys = list(zip(numbers.tolist(), np.round(moments, 3).tolist()))
+    index = {k: i for i, k in enumerate(sorted(set(keys)))}
+    return np.array([1000 * (index[k] + 1) + z for k, z in zip(keys, numbers.tolist())])
+
+
+def magnetic_note(atoms: Atoms) -> str | None:
+    """A one-line note when collinear magnetic moments enter the symmetry (else None)."""
+    if not atoms.has("initial_magmoms"):
+        return None
+    moments = np.asarray(atoms.get_initial_magnetic_moments(), dtype=float)
+    if moments.ndim != 1 or np.abs(moments).max() < 1e-8:
+        return None
+    values = sorted(set(np.round(moments, 3).tolist()))
+    return ("collinear initial magnetic moments " + ", ".join(f"{m:+g}" for m in values)
+            + " μB enter the symmetry (atoms with different moments are different species)")

@@ -1,0 +1,402 @@
+"""Atoms -> Symmetry: what the structure's symmetry is, as plain data.
+
+Crystals (``pbc`` all True) go through spglib; molecules (``pbc`` all False) through
+pymatgen's ``PointGroupAnalyzer``. Partial periodicity (slabs, wires) is refused: the
+layer and rod groups are not handled, and treating a slab as a 3D crystal or a
+molecule silently would give the wrong group. Set ``pbc=True`` with vacuum to treat a
+slab as a 3D crystal, or ``pbc=False`` for an isolated cluster.
+
+Conventions: ASE cell rows are lattice vectors, so a fractional rotation W maps to
+the Cartesian R = Lᵀ W L⁻ᵀ (L the cell with rows as vectors). Operation k maps atom i
+onto atom ``permutations[k, i]``: R x_i + t ≡ x_{π(i)} (mod lattice for crystals).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+from ase import Atoms
+
+from ..errors import SBSInputError
+from .groups import FiniteGroup
+from .pointgroups import SCHOENFLIES_OF_HM, cayley_table, hermann_mauguin_name, refine_group, schoenflies_name
+from .spacegroups import quiet_c_stderr
+from .structure import check_structure, species_labels
+from .symmetrizer import Symmetrizer
+
+
+
+@dataclass(frozen=True, eq=False)
+class Operations:
+    """Space-group (or molecular point-group) operations x -> R x + t in Cartesian Å.
+
+    ``point_index[k]`` is the index of ``rotations[k]`` in ``Symmetry.point_group_matrices``.
+    For crystals ``rotations_frac``/``translations_frac`` are spglib's integer
+    rotations and fractional translations; for molecules they are None.
+    """
+
+    rotations: np.ndarray  # (m, 3, 3) Cartesian
+    translations: np.ndarray  # (m, 3) Cartesian Å
+    permutations: np.ndarray  # (m, natoms) int
+    point_index: np.ndarray  # (m,) int
+    rotations_frac: np.ndarray | None = None
+    translations_frac: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.rotations)
+
+
+@dataclass(frozen=True, eq=False)
+class Symmetry:
+    """The symmetry of one structure.
+
+    Attributes:
+        atoms: a copy of the input.
+        periodic: True for a crystal, False for a molecule.
+        point_group_matrices: (|S|, 3, 3) Cartesian point group S, identity first,
+            ordered canonically in ``frame``.
+        schoenflies, hermann_mauguin: point-group symbols.
+        spacegroup_number, spacegroup_symbol: crystals only (None for molecules).
+        operations: all operations with their atom permutations.
+        frame: (3, 3) orthonormal; column j is axis j of the structure's canonical
+            frame in Cartesian coordinates. Defined up to right-multiplication by S, so
+            objects defined in it are equivariant once closed under S.
+        symprec (Å), angle_tolerance (degrees, -1: spglib default).
+        crystal_class: Schoenflies symbol of the crystal's point group (spglib); it
+            exceeds ``schoenflies`` when the cell is a supercell that only some
+            operations map onto itself (those are the ones kept in ``operations``).
+        centering_translations: fractional translations of the pure translations
+            among the operations (crystals; [0, 0, 0] for a primitive cell).
+        transformation_matrix, origin_shift, std_rotation_matrix: spglib's
+            standardization (crystals only): (a_s b_s c_s) = (a b c) P⁻¹, and the
+            rotation taking the input to the standardized orientation.
+    """
+
+    atoms: Atoms
+    periodic: bool
+    point_group_matrices: np.ndarray
+    schoenflies: str
+    hermann_mauguin: str | None
+    spacegroup_number: int | None
+    spacegroup_symbol: str | None
+    operations: Operations
+    frame: np.ndarray
+    symprec: float
+    angle_tolerance: float
+    centering_translations: np.ndarray = field(default_factory=lambda: np.zeros((1, 3)))
+    crystal_class: str | None = None
+    transformation_matrix: np.ndarray | None = None
+    origin_shift: np.ndarray | None = None
+    std_rotation_matrix: np.ndarray | None = None
+
+    @cached_property
+    def point_group(self) -> FiniteGroup:
+        return FiniteGroup(cayley_table(self.point_group_matrices))
+
+    @property
+    def order(self) -> int:
+        return len(self.point_group_matrices)
+
+    def representative_operation(self, point_index: int) -> int:
+        """Index of the first operation whose rotation is point-group element ``point_index``."""
+        return int(np.flatnonzero(self.operations.point_index == point_index)[0])
+
+    def name(self) -> str:
+        if self.periodic and self.crystal_class and self.crystal_class != self.schoenflies:
+            return (f"{self.spacegroup_symbol} ({self.spacegroup_number}), crystal class {self.crystal_class}; "
+                    f"operations compatible with this cell: {self.hermann_mauguin} ({self.schoenflies})")
+        if self.periodic:
+            return f"{self.spacegroup_symbol} ({self.spacegroup_number}), point group {self.hermann_mauguin} ({self.schoenflies})"
+        return f"point group {self.schoenflies}" + (f" ({self.hermann_mauguin})" if self.hermann_mauguin else "")
+
+
+# ----------------------------------------------------------------------------------
+
+
+def _check_tolerances(symprec: float, angle_tolerance: float) -> None:
+    if not (np.isfinite(symprec) and symprec > 0):
+        raise SBSInputError(f"symprec must be a positive length in Å, got {symprec}")
+    if not (angle_tolerance == -1 or (np.isfinite(angle_tolerance) and angle_tolerance > 0)):
+        raise SBSInputError(f"angle_tolerance must be positive degrees or -1, got {angle_tolerance}")
+
+
+def atom_permutation(atoms: Atoms, R: np.ndarray, t: np.ndarray, tol: float, periodic: bool,
+                     labels: np.ndarray | None = None) -> np.ndarray | None:
+    """perm[i] = j with R x_i + t ≡ x_j, same species (``labels``, default the atomic
+    numbers); None if no bijection.
+
+    For crystals R and t are the fractional (integer) rotation and translation, so a
+    lattice that is only nearly symmetric does not inflate the mismatch."""
+    if periodic:
+        frac = atoms.get_scaled_positions(wrap=False)
+        d = (frac @ R.T + t)[:, None, :] - frac[None, :, :]
+        diff = (d - np.round(d)) @ np.asarray(atoms.cell)
+    else:
+        pos = atoms.positions
+        diff = (pos @ R.T + t)[:, None, :] - pos[None, :, :]
+    dist = np.linalg.norm(diff, axis=2)
+    labels = atoms.numbers if labels is None else labels
+    dist[labels[:, None] != labels[None, :]] = np.inf
+    perm = dist.argmin(axis=1)
+    if (dist[np.arange(len(atoms)), perm] > tol).any() or len(set(perm.tolist())) != len(atoms):
+        return None
+    return perm
+
+
+def _inconsistent(symprec: float) -> SBSInputError:
+    return SBSInputError(
+        f"symprec={symprec} Å finds no consistent symmetry (the operations found do not map "
+        "the structure onto itself); use a smaller symprec, or symmetrize the structure first"
+    )
+
+
+def _canonical_order(mats: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """Order of point-group elements: identity first, then by their matrices in ``frame``."""
+    in_frame = np.einsum("ji,njk,kl->nil", frame, mats, frame)
+    keys = [tuple(np.round(M, 6).ravel() + 0.0) for M in in_frame]
+    order = sorted(range(len(mats)), key=lambda i: (not np.allclose(mats[i], np.eye(3), atol=1e-6), keys[i]))
+    return np.array(order)
+
+
+def _crystal(atoms: Atoms, symprec: float, angle_tolerance: float) -> Symmetry:
+    import spglib
+
+    cell = np.asarray(atoms.cell, dtype=float)
+    labels = species_labels(atoms)
+    spg_cell = (cell, atoms.get_scaled_positions(wrap=True), labels)
+    with warnings.catch_warnings(), quiet_c_stderr():
+        warnings.simplefilter("ignore")
+        try:
+            ds = spglib.get_symmetry_dataset(spg_cell, symprec=symprec, angle_tolerance=angle_tolerance)
+        except Exception as exc:  # spglib raises its own error types in newer versions
+            raise _inconsistent(symprec) from exc
+    if ds is None:
+        raise _inconsistent(symprec)
+    W = np.asarray(ds.rotations, dtype=float)
+    tf = np.asarray(ds.translations, dtype=float)
+    L = cell
+    rot_cart = np.einsum("ij,njk,kl->nil", L.T, W, np.linalg.inv(L).T)
+    trans_cart = tf @ L
+    # point group: distinct Cartesian rotations
+    point, point_index = [], []
+    for R in rot_cart:
+        for p, P in enumerate(point):
+            if np.abs(P - R).max() < 1e-6:
+                point_index.append(p)
+                break
+        else:
+            point.append(R)
+            point_index.append(len(point) - 1)
+    point = np.array(point)
+    # a lattice symmetric only within symprec gives rotations orthogonal to ~symprec/length
+    slack = max(1e-4, 20 * symprec / min(atoms.cell.lengths()))
+    if not np.allclose(np.einsum("nij,nkj->nik", point, point), np.eye(3), atol=slack):
+        raise _inconsistent(symprec)
+    point = refine_group(point, tol=max(1e-3, 5 * slack))
+    perms = []
+    tol = max(3 * symprec, 1e-3)
+    for Wk, tk in zip(W, tf):
+        p = atom_permutation(atoms, Wk, tk, tol, periodic=True, labels=labels)
+        if p is None:
+            raise _inconsistent(symprec)
+        perms.append(p)
+    # canonical frame: spglib's standardized (idealized) orientation
+    u, _, vt = np.linalg.svd(np.asarray(ds.std_rotation_matrix, dtype=float))
+    frame = (u @ vt).T
+    order = _canonical_order(point, frame)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    point = point[order]
+    point_index = rank[np.array(point_index)]
+    schoen = schoenflies_name(point)
+    centering = tf[np.array([np.allclose(w, np.eye(3)) for w in W])]
+    return Symmetry(
+        atoms=atoms.copy(),
+        periodic=True,
+        point_group_matrices=point,
+        schoenflies=schoen,
+        hermann_mauguin=hermann_mauguin_name(schoen),
+        spacegroup_number=int(ds.number),
+        spacegroup_symbol=str(ds.international),
+        operations=Operations(
+            rotations=point[point_index],
+            translations=trans_cart,
+            permutations=np.array(perms),
+            point_index=point_index,
+            rotations_frac=np.asarray(ds.rotations, dtype=int),
+            translations_frac=tf,
+        ),
+        frame=frame,
+        symprec=symprec,
+        angle_tolerance=angle_tolerance,
+        centering_translations=centering,
+        crystal_class=SCHOENFLIES_OF_HM.get(str(ds.pointgroup), schoen),
+        transformation_matrix=np.asarray(ds.transformation_matrix, dtype=float),
+        origin_shift=np.asarray(ds.origin_shift, dtype=float),
+        std_rotation_matrix=np.asarray(ds.std_rotation_matrix, dtype=float),
+    )
+
+
+def molecule_frame(positions: np.ndarray, numbers: np.ndarray, decimals: int = 4) -> np.ndarray:
+    """Canonical orthonormal frame of a point set, unique up to its own symmetry.
+
+    Candidate frames are built from ordered pairs (i, j) of non-collinear positions
+    (relative to the centroid), i among the atoms of an equivariantly chosen shell, in
+    both handednesses; the frame whose view of the structure (sorted species and
+    rounded coordinates) is lexicographically smallest wins. Two frames with the same
+    view differ by a symmetry of the structure, so the choice is equivariant modulo S.
+    """
+    r = positions - positions.mean(axis=0)
+    radius = np.linalg.norm(r, axis=1)
+    counts = {z: int((numbers == z).sum()) for z in set(numbers.tolist())}
+    shell_key = [(counts[z], z, round(float(rad), 3)) for z, rad in zip(numbers, radius)]
+    candidates = [i for i in range(len(r)) if radius[i] > 1e-3]
+    best_key = min(shell_key[i] for i in candidates)
+    first = [i for i in candidates if shell_key[i] == best_key]
+    scale = 10.0**decimals
+    best, best_view = None, None
+    for i in first:
+        for j in range(len(r)):
+            c = np.cross(r[i], r[j])
+            if np.linalg.norm(c) < 1e-3 * max(radius[i] * radius[j], 1e-12):
+                continue
+            e1 = r[i] / radius[i]
+            e2 = r[j] - (r[j] @ e1) * e1
+            e2 /= np.linalg.norm(e2)
+            for hand in (1.0, -1.0):
+                F = np.stack([e1, e2, hand * np.cross(e1, e2)], axis=1)
+                coords = np.rint(r @ F * scale).astype(np.int64)
+                view = tuple(sorted(zip(numbers.tolist(), map(tuple, coords.tolist()))))
+                if best_view is None or view < best_view:
+                    best, best_view = F, view
+    if best is None:
+        raise SBSInputError("all atoms are collinear: linear molecules have continuous symmetry")
+    return best
+
+
+def _molecule(atoms: Atoms, symprec: float, angle_tolerance: float) -> Symmetry:
+    from pymatgen.core import Molecule
+    from pymatgen.symmetry.analyzer import PointGroupAnalyzer
+
+    if len(atoms) == 1:
+        raise SBSInputError("a single atom has the full rotation group O(3); there is no finite group to break")
+    mol = Molecule(atoms.get_chemical_symbols(), atoms.positions)
+    try:
+        pga = PointGroupAnalyzer(mol, tolerance=max(symprec, 1e-3))
+        ops = pga.get_symmetry_operations()
+    except Exception as exc:
+        raise _inconsistent(symprec) from exc
+    if "*" in pga.sch_symbol:
+        raise SBSInputError(
+            f"linear molecule ({pga.sch_symbol.replace('*', '∞')}): its symmetry group is continuous; "
+            "there is no finite set of variants to enumerate"
+        )
+    centre = np.asarray(mol.center_of_mass)
+    mats = np.array([op.rotation_matrix for op in ops], dtype=float)
+    ident = [k for k, M in enumerate(mats) if np.allclose(M, np.eye(3), atol=1e-6)]
+    if len(ident) != 1:
+        raise _inconsistent(symprec)
+    try:
+        mats = refine_group(mats)
+    except SBSInputError as exc:
+        raise _inconsistent(symprec) from exc
+    tol = max(3 * symprec, 1e-3)
+    trans = centre - mats @ centre
+    perms = []
+    for R, t in zip(mats, trans):
+        p = atom_permutation(atoms, R, t, tol, periodic=False)
+        if p is None:
+            raise _inconsistent(symprec)
+        perms.append(p)
+    perms = np.array(perms)
+    labels = species_labels(atoms)  # magnetic moments keep the subgroup that preserves them
+    keep = [k for k, p in enumerate(perms) if (labels[p] == labels).all()]
+    mats, trans, perms = mats[keep], trans[keep], perms[keep]
+    # symmetrized positions give a frame that does not depend on noise
+    frame = molecule_frame(Symmetrizer(mats, perms).positions(atoms), labels)
+    order = _canonical_order(mats, frame)
+    mats, trans, perms = mats[order], trans[order], perms[order]
+    schoen = schoenflies_name(mats)
+    return Symmetry(
+        atoms=atoms.copy(),
+        periodic=False,
+        point_group_matrices=mats,
+        schoenflies=schoen,
+        hermann_mauguin=hermann_mauguin_name(schoen),
+        spacegroup_number=None,
+        spacegroup_symbol=None,
+        operations=Operations(
+            rotations=mats, translations=trans, permutations=perms, point_index=np.arange(len(mats))
+        ),
+        frame=frame,
+        symprec=symprec,
+        angle_tolerance=angle_tolerance,
+    )
+
+
+def detect_symmetry(atoms: Atoms, symprec: float = 1e-3, angle_tolerance: float = -1.0) -> Symmetry:
+    """Detect the symmetry of ``atoms``.
+
+    Args:
+        atoms: a crystal (``pbc`` all True, non-degenerate cell) or a molecule
+            (``pbc`` all False).
+        symprec: distance tolerance in Å (spglib's ``symprec``; for molecules the
+            pymatgen ``tolerance``).
+        angle_tolerance: spglib's angle tolerance in degrees (-1: its default).
+
+    Raises:
+        SBSInputError: empty structure, overlapping atoms, periodic without a cell,
+            partial periodicity, linear molecule or single atom, or a tolerance that
+            finds no consistent symmetry.
+    """
+    check_structure(atoms)
+    _check_tolerances(symprec, angle_tolerance)
+    if np.asarray(atoms.pbc).all():
+        return _crystal(atoms, symprec, angle_tolerance)
+    return _molecule(atoms, symprec, angle_tolerance)
+
+
+def symmetrized_atoms(sym: Symmetry) -> Atoms:
+    """The structure moved (by at most ~symprec) onto exact symmetry S."""
+    atoms = sym.atoms.copy()
+    if sym.periodic:
+        from ase.spacegroup.symmetrize import refine_symmetry
+
+        with quiet_c_stderr(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            refine_symmetry(atoms, symprec=max(sym.symprec, 1e-5))
+        return atoms
+    atoms.positions = Symmetrizer(sym.operations.rotations, sym.operations.permutations).positions(atoms)
+    return atoms
+
+
+def crystal_point_group_matrices(sym: Symmetry) -> np.ndarray:
+    """Cartesian matrices of the crystal's full point group (the crystal class), in the
+    input frame, also when the cell is a supercell that breaks some of them: taken
+    from spglib's standardized conventional cell and rotated back."""
+    if not sym.periodic:
+        return sym.point_group_matrices
+    import spglib
+
+    atoms = sym.atoms
+    with quiet_c_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = spglib.get_symmetry_dataset(
+            (np.asarray(atoms.cell), atoms.get_scaled_positions(), species_labels(atoms)),
+            symprec=sym.symprec, angle_tolerance=sym.angle_tolerance,
+        )
+    L = np.asarray(ds.std_lattice, dtype=float)
+    with quiet_c_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        std_ops = spglib.get_symmetry((L, ds.std_positions, ds.std_types), symprec=sym.symprec)
+    W = np.unique(np.asarray(std_ops["rotations"]), axis=0).astype(float)
+    R_std = np.einsum("ij,njk,kl->nil", L.T, W, np.linalg.inv(L).T)
+    Q = np.asarray(ds.std_rotation_matrix, dtype=float)
+    u, _, vt = np.linalg.svd(Q)
+    Q = u @ vt
+    mats = np.einsum("ji,njk,kl->nil", Q, R_std, Q)
+    order = sorted(range(len(mats)), key=lambda i: not np.allclose(mats[i], np.eye(3), atol=1e-6))
+    return refine_group(mats[order])

@@ -1,0 +1,245 @@
+"""What an exploration finds, as plain data: the settings, the parent, every relaxation,
+the phases, and the setting's channels and targets; ``as_dict`` gives the JSON (fields
+are only ever added, never renamed)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from ase import Atoms
+
+from ..errors import SBSInputError
+
+
+@dataclass(frozen=True)
+class ExploreSettings:
+    """Settings of :func:`~ase_sbs.explore.protocol.break_symmetry` (forces in eV/Å,
+    energies in eV, lengths in Å).
+
+    Attributes:
+        mode: ``seed`` (small bias annealed away) or ``field`` (λ ramped up by
+            ``field_factors`` first, to cross barriers).
+        cell: ``full``, ``fixed`` or ``volume`` relaxation of crystals.
+        seed_force: largest bias force at the parent (its generalized force for strain).
+        anneal: λ factors after the seed stage.
+        fmax, release_fmax: force criteria of the biased stages and of the release.
+        max_steps, parent_max_steps: step budgets per stage and for the parent.
+        symprec, classify_symprec: tolerances of the parent's symmetry and of the
+            classification of relaxed structures.
+        energy_tol: eV/atom below which an energy change is no change.
+        all_variants: relax every SBS member, not one per target.
+        max_l: largest O(3) degree of global objects.
+        curvature_step: finite-difference step of channel curvatures (Å).
+        fold_cells: relax each target in the smallest cell its symmetry allows
+            (exact); False relaxes in the whole setting cell.
+    """
+
+    mode: str = "seed"
+    cell: str = "full"
+    seed_force: float = 0.05
+    field_factors: tuple[float, ...] = (3.0, 10.0)
+    anneal: tuple[float, ...] = (0.3, 0.1)
+    fmax: float = 0.01
+    release_fmax: float = 5e-4
+    max_steps: int = 400
+    parent_max_steps: int = 1000
+    symprec: float = 1e-3
+    classify_symprec: float = 1e-3
+    energy_tol: float = 1e-4
+    all_variants: bool = False
+    max_l: int = 4
+    curvature_step: float = 0.01
+    fold_cells: bool = True
+
+    def validate(self) -> None:
+        if self.mode not in ("seed", "field"):
+            raise SBSInputError(f"mode must be 'seed' or 'field', got {self.mode!r}")
+        if self.cell not in ("full", "fixed", "volume"):
+            raise SBSInputError(f"cell must be 'full', 'fixed' or 'volume', got {self.cell!r}")
+        for name in ("seed_force", "fmax", "release_fmax", "curvature_step"):
+            if not getattr(self, name) > 0:
+                raise SBSInputError(f"{name} must be positive")
+        if self.max_steps < 1:
+            raise SBSInputError("max_steps must be at least 1")
+
+    @property
+    def factors(self) -> list[float]:
+        """λ / λ₀ of the biased stages, in order (the release follows)."""
+        return [1.0] + (list(self.field_factors) if self.mode == "field" else []) + list(self.anneal)
+
+
+@dataclass
+class Relaxation:
+    """One relaxation of one SBS member (seed, anneal, release; then classified).
+
+    ``status``: ``broken`` (left the parent's symmetry), ``returned`` (back to the
+    parent: stable in this channel), ``unconverged`` or ``bias_inactive`` (the object
+    cannot push along any distortion here). ``atoms`` is the relaxed structure in the
+    cell the relaxation ran in (the setting's cell folded by the target's translations).
+    """
+
+    target: str
+    member: int
+    sign: int  # +1: b_member; -1: −b_member (the opposite domain when −b is not in B)
+    irreps: str
+    sbs_object: list
+    status: str
+    energy_eV: float
+    natoms: int
+    spacegroup_number: int | None
+    spacegroup_symbol: str | None
+    point_group: str
+    point_group_order: int
+    ladder: dict
+    strength_eV: float
+    steps: dict
+    converged: bool
+    max_displacement_A: float
+    max_strain: float = 0.0
+    field_spacegroup: str | None = None
+    channels: list = field(default_factory=list)
+    cell_multiplication: int = 1
+    atoms: Atoms | None = field(default=None, repr=False)
+
+    @property
+    def energy_per_atom(self) -> float:
+        return self.energy_eV / self.natoms
+
+
+@dataclass
+class Phase:
+    """A distinct relaxed structure below (or at) the parent: one per symmetry and energy.
+
+    ``atoms`` and ``variants`` are in the setting's cell (the input cell at k = 0, the
+    supercell otherwise); ``n_variants`` = [G : G ∩ Stab(phase)] counts domain variants
+    against the parent (translational ones included in a supercell)."""
+
+    target: str
+    targets: list
+    spacegroup_number: int | None
+    spacegroup_symbol: str | None
+    point_group: str
+    energy_per_atom_eV: float
+    delta_energy_per_atom_eV: float
+    delta_energy_per_formula_unit_eV: float
+    n_variants: int
+    spontaneous: bool
+    irreps: str
+    lattice: list | None
+    max_displacement_A: float
+    steps: int
+    atoms: Atoms = field(repr=False)
+    variants: list = field(default_factory=list, repr=False)
+    structure_file: str | None = None
+    modes: dict | None = None  # symmetry-mode decomposition against the parent (ase_sbs.analysis.modes)
+    cell_multiplication: int = 1
+    channels: list = field(default_factory=list)
+    status: str = "broken"
+
+    @property
+    def name(self) -> str:
+        if self.spacegroup_symbol:
+            return f"{self.spacegroup_symbol} ({self.spacegroup_number})"
+        return self.point_group
+
+
+@dataclass
+class ParentResult:
+    """The parent relaxed within its own group."""
+
+    spacegroup_number: int | None
+    spacegroup_symbol: str | None
+    point_group: str
+    energy_eV: float
+    natoms: int
+    formula_units: int
+    atoms: Atoms = field(repr=False)
+    steps: int = 0
+    force_noise_eV_A: float = 0.0  # the potential's symmetry noise at the parent (diagnostics)
+
+    @property
+    def energy_per_atom(self) -> float:
+        return self.energy_eV / self.natoms
+
+    @property
+    def name(self) -> str:
+        if self.spacegroup_symbol:
+            return f"{self.spacegroup_symbol} ({self.spacegroup_number})"
+        return self.point_group
+
+
+def record(result) -> dict:
+    """A result dataclass's fields without its ``atoms`` (JSON-ready). Shallow: unlike
+    ``dataclasses.asdict`` it does not deep-copy the Atoms and the calculator on them."""
+    return {f.name: getattr(result, f.name) for f in fields(result) if f.name != "atoms"}
+
+
+@dataclass
+class Exploration:
+    """Everything :func:`~ase_sbs.explore.protocol.break_symmetry` found.
+
+    Attributes:
+        parent: the relaxed parent.
+        phases: distinct phases, lowest first.
+        relaxations: every relaxation, in the order of the targets.
+        potential: the potential's name.
+        settings: the :class:`ExploreSettings`.
+        supercell: the setting's matrix on the primitive parent (None at k = 0).
+        kpoint: the k-point the channels were restricted to (None: all).
+        group_order: |G|.
+        channels: the setting's channels with their curvature at the parent.
+        targets: the targets relaxed.
+        runner: ``ase`` or ``batched``.
+        reused: relaxations (and the parent) taken from the output directory.
+    """
+
+    parent: ParentResult
+    phases: list[Phase]
+    relaxations: list[Relaxation]
+    potential: str
+    settings: ExploreSettings
+    supercell: list | None = None
+    kpoint: list | None = None
+    group_order: int = 0
+    channels: list = field(default_factory=list)
+    targets: list = field(default_factory=list)
+    runner: str = "ase"
+    reused: int = 0
+
+    @property
+    def stable(self) -> bool:
+        """True when no channel breaks spontaneously."""
+        return not any(p.spontaneous for p in self.phases)
+
+    @property
+    def unconverged(self) -> list[Relaxation]:
+        return [r for r in self.relaxations if r.status == "unconverged"]
+
+    def as_dict(self) -> dict:
+        p = self.parent
+        return {
+            "parent": {
+                "formula": p.atoms.get_chemical_formula(),
+                "spacegroup_number": p.spacegroup_number,
+                "spacegroup_symbol": p.spacegroup_symbol,
+                "spacegroup": p.name,
+                "point_group": p.point_group,
+                "energy_per_atom_eV": p.energy_per_atom,
+                "natoms": p.natoms,
+                "formula_units": p.formula_units,
+                "force_noise_eV_A": p.force_noise_eV_A,
+                "lattice": [float(x) for x in p.atoms.cell.cellpar()] if p.atoms.pbc.all() else None,
+            },
+            "potential": self.potential,
+            "runner": self.runner,
+            "settings": asdict(self.settings),
+            "supercell": self.supercell,
+            "kpoint": self.kpoint,
+            "group_order": self.group_order,
+            "stable": self.stable,
+            "channels": [c.as_dict() for c in self.channels],
+            "targets": [t.as_dict() for t in self.targets],
+            "phases": [{k: v for k, v in record(ph).items() if k != "variants"} for ph in self.phases],
+            "relaxations": [record(r) for r in self.relaxations],
+            "reused": self.reused,
+        }
