@@ -85,3 +85,23 @@ def test_targets_are_inequivalent_proper_subgroups(batio3):
         assert cls not in reps
         reps.add(cls)
         assert t.n_conjugates == len(cls)
+
+
+@pytest.mark.parametrize("number, labels", [
+    (6, {"A'", "A''"}),
+    (81, {"A", "B", "E"}),
+    (111, {"A1", "A2", "B1", "B2", "E"}),
+    (168, {"A", "B", "E1", "E2"}),
+    (175, {"Ag", "Au", "Bg", "Bu", "E1g", "E1u", "E2g", "E2u"}),
+])
+def test_channel_labels_name_every_irrep_once(number, labels):
+    """Atoms on general positions carry every irrep of the point group; each has its own
+    Mulliken label (B of S4 and D2d by the S4 axis, Cs by its mirror, E1/E2 of C6)."""
+    from ase.spacegroup import crystal
+
+    hexagonal = number >= 168
+    cellpar = [3.1, 3.1, 4.7, 90, 90, 120] if hexagonal else [3.1, 3.6 if number == 6 else 3.1, 4.7, 90, 90, 90]
+    atoms = crystal(["C", "O"], [(0.13, 0.27, 0.31), (0.41, 0.08, 0.77)], spacegroup=number, cellpar=cellpar)
+    sym = detect_symmetry(atoms)
+    assert sym.spacegroup_number == number
+    assert {c.label for c in distortion_channels(sym)} == labels

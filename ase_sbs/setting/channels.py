@@ -182,8 +182,10 @@ def distortion_channels(structure, seed: int = 0) -> list[DistortionChannel]:
             label=label, kstar=tuple(tuple(fraction(x) for x in k) for k in star), dimension=d,
             multiplicity=len(copies), sources=sources, o3_irreps=o3, character=chi, copies=tuple(copies)))
     order = {"Γ": 0, "X": 1, "M": 2, "R": 3}
+    # ties (one label, different irreps) by character, not by the eigensolver's order,
+    # so that the (n) of _disambiguate follows the irrep
     channels.sort(key=lambda c: (order.get(c.label.split("-")[0] if "-" in c.label else "Γ", 4), c.dimension,
-                                 c.label))
+                                 c.label, tuple(np.round(c.character, 6) + 0.0)))
     return _disambiguate(channels)
 
 
@@ -250,9 +252,11 @@ def mulliken_label(chi: np.ndarray, mats: np.ndarray, complex_pair: bool = False
     """Mulliken-style label of a real irrep from its character on a point group.
 
     Letter from the dimension (A/B by the principal rotation, E, T, G, H); g/u from
-    inversion; '/'' from σh when there is no inversion; subscript 1/2 from a
-    secondary operation (C2 ⊥ principal axis, else σ containing it), or k in E_k from
-    χ(C_n) = 2cos(2πk/n).
+    inversion; '/'' from σh when there is no inversion (from the mirror of Cs);
+    subscript 1/2 from a secondary operation (C2 ⊥ principal axis, else σ containing
+    it), or k in E_k from χ(C_n) = 2cos(2πk/n). The principal operation is the
+    rotation of highest order, or an S4 whose axis carries no C4 (S4, D2d: B has
+    χ(S4) = -1).
     """
     d = int(round(chi[0]))
     types = [element_type(R) for R in mats]
@@ -260,7 +264,11 @@ def mulliken_label(chi: np.ndarray, mats: np.ndarray, complex_pair: bool = False
     n_max = max(proper_n)
     cubic = sum(1 for det, n, k in types if det == 1 and n == 3 and k == 1) > 2
     p_idx = proper_n.index(3 if cubic else n_max) if n_max > 1 else None
-    axis = rotation_axis_angle(mats[p_idx])[0] if p_idx is not None else None
+    # -R = C_n with 4 | n makes R an S_n: the principal axis when no C_n is there
+    rotoreflection = [(n if det == -1 and k == 1 and n % 4 == 0 else 0) for det, n, k in types]
+    if not cubic and max(rotoreflection) > n_max:
+        p_idx = rotoreflection.index(max(rotoreflection))
+    axis = rotation_axis_angle(types[p_idx][0] * mats[p_idx])[0] if p_idx is not None else None
     secondary = None
     if axis is not None:
         for want_det in (1, -1):
@@ -278,6 +286,9 @@ def mulliken_label(chi: np.ndarray, mats: np.ndarray, complex_pair: bool = False
         for g, (det, n, _) in enumerate(types):
             if det == -1 and n == 2 and abs(abs(rotation_axis_angle(-mats[g])[0] @ axis) - 1) < 1e-6:
                 sigma_h = g
+    mirrors = [g for g, (det, n, _) in enumerate(types) if det == -1 and n == 2]
+    if axis is None and len(mirrors) == 1:  # Cs: A', A''
+        sigma_h = mirrors[0]
     inversion = next((g for g, M in enumerate(mats) if np.allclose(M, -np.eye(3), atol=1e-6)), None)
     sub = ""
     if d == 1 and not complex_pair:
@@ -286,7 +297,7 @@ def mulliken_label(chi: np.ndarray, mats: np.ndarray, complex_pair: bool = False
             sub = "1" if chi[secondary] > 0 else "2"
     elif d == 2:
         letter = "E"
-        if p_idx is not None and n_max >= 5 and not complex_pair:
+        if p_idx is not None and n_max >= 5:  # E1, E2 of C6 are complex pairs
             k = int(round(np.arccos(np.clip(chi[p_idx] / 2, -1, 1)) * n_max / (2 * np.pi)))
             sub = str(k)
     elif d == 3:
