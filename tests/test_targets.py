@@ -87,6 +87,24 @@ def test_targets_are_inequivalent_proper_subgroups(batio3):
         assert t.n_conjugates == len(cls)
 
 
+def test_chiral_targets_keep_their_hand_in_a_left_handed_cell():
+    """P4_122 with its c axis reversed in the cell (a left-handed basis; the same
+    crystal): its C4 target stays P4_1, not the enantiomorph P4_3, and the mirror image
+    (P4_322) has P4_3."""
+    from ase.spacegroup import crystal
+
+    atoms = crystal(["C"], [(0.13, 0.27, 0.31)], spacegroup=91, cellpar=[3.1, 3.1, 4.7, 90, 90, 90])
+    flipped = atoms.copy()
+    flipped.set_cell(np.asarray(atoms.cell) * [[1], [1], [-1]], scale_atoms=False)
+    mirrored = atoms.copy()
+    mirrored.set_cell(np.asarray(atoms.cell) * [1, 1, -1], scale_atoms=False)
+    mirrored.positions = atoms.positions * [1, 1, -1]
+    for structure, number, c4 in [(atoms, 91, 76), (flipped, 91, 76), (mirrored, 95, 78)]:
+        sym = detect_symmetry(structure)
+        assert sym.spacegroup_number == number
+        assert {t.spacegroup_number for t in candidate_targets(sym) if t.schoenflies == "C4"} == {c4}
+
+
 @pytest.mark.parametrize("number, labels", [
     (6, {"A'", "A''"}),
     (81, {"A", "B", "E"}),

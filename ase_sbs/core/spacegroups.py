@@ -39,11 +39,17 @@ def spacegroup_type(rotations_frac: np.ndarray, translations_frac: np.ndarray, c
     spglib cannot type them."""
     import spglib
 
+    W = np.asarray(rotations_frac, dtype=int)
+    w = np.asarray(translations_frac, dtype=float)
+    cell = np.asarray(cell, dtype=float)
+    if np.linalg.det(cell) < 0:
+        # spglib types (W, w) as if the basis were right-handed: in a left-handed one
+        # it would name the enantiomorph (P4_3 for P4_1). Flip c: W -> M W M, w -> M w.
+        M = np.diag([1, 1, -1])
+        W, w, cell = np.einsum("ij,njk,kl->nil", M, W, M), w @ M, M @ cell
     with quiet_c_stderr(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        t = spglib.get_spacegroup_type_from_symmetry(
-            np.asarray(rotations_frac, dtype=int), np.asarray(translations_frac, dtype=float),
-            np.asarray(cell, dtype=float), symprec=symprec)
+        t = spglib.get_spacegroup_type_from_symmetry(W, w, cell, symprec=symprec)
     if t is None:
         return None, None
     return int(t.number), str(t.international_short)
