@@ -11,9 +11,28 @@ from .conftest import random_orthogonal, same_set, transform
 CASES = {
     "batio3": ["P4mm", "Amm2", "R3m", "P4/mmm", "Cm"],
     "cu_bcc": ["I4/mmm", "R-3m"],
+    "zincblende": ["R3m", "I-4m2", "Imm2", "Cm", "P1"],
+    "wc_type": ["Amm2", "Cm", "P1"],
     "nh3": ["C3v", "C2v", "C1"],
     "prism": ["D3", "C3", "C1"],
 }
+
+
+@pytest.fixture(scope="module")
+def zincblende():
+    """F-43m: no inversion; its mirror image is the same crystal turned by an improper
+    lattice symmetry that is not in Td."""
+    from ase.build import bulk
+
+    return bulk("GaAs", "zincblende", a=5.65)
+
+
+@pytest.fixture(scope="module")
+def wc_type():
+    """P-6m2 (WC type, one displaced): no inversion, hexagonal lattice."""
+    from ase.spacegroup import crystal
+
+    return crystal(["W", "C"], [(0, 0, 0), (1 / 3, 2 / 3, 0.5)], spacegroup=187, cellpar=[2.9, 2.9, 2.8, 90, 90, 120])
 
 
 def target_signature(t):

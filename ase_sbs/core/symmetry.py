@@ -13,6 +13,7 @@ onto atom ``permutations[k, i]``: R x_i + t ≡ x_{π(i)} (mod lattice for cryst
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -62,8 +63,9 @@ class Symmetry:
         spacegroup_number, spacegroup_symbol: crystals only (None for molecules).
         operations: all operations with their atom permutations.
         frame: (3, 3) orthonormal; column j is axis j of the structure's canonical
-            frame in Cartesian coordinates. Defined up to right-multiplication by S, so
-            objects defined in it are equivariant once closed under S.
+            frame in Cartesian coordinates (:func:`crystal_frame`, :func:`molecule_frame`).
+            Defined up to right-multiplication by S, so objects defined in it are
+            equivariant once closed under S.
         symprec (Å), angle_tolerance (degrees, -1: spglib default).
         crystal_class: Schoenflies symbol of the crystal's point group (spglib); it
             exceeds ``schoenflies`` when the cell is a supercell that only some
@@ -203,9 +205,10 @@ def _crystal(atoms: Atoms, symprec: float, angle_tolerance: float) -> Symmetry:
         if p is None:
             raise _inconsistent(symprec)
         perms.append(p)
-    # canonical frame: spglib's standardized (idealized) orientation
+    # canonical frame: spglib's standardized orientation, turned by the lattice symmetry
+    # that the atoms single out (spglib's is fixed only up to the lattice's symmetry)
     u, _, vt = np.linalg.svd(np.asarray(ds.std_rotation_matrix, dtype=float))
-    frame = (u @ vt).T
+    frame = crystal_frame(atoms, labels, (u @ vt).T, np.asarray(ds.std_lattice, dtype=float), point, symprec)
     order = _canonical_order(point, frame)
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
@@ -238,6 +241,126 @@ def _crystal(atoms: Atoms, symprec: float, angle_tolerance: float) -> Symmetry:
         origin_shift=np.asarray(ds.origin_shift, dtype=float),
         std_rotation_matrix=np.asarray(ds.std_rotation_matrix, dtype=float),
     )
+
+
+def lattice_point_group(lattice: np.ndarray, symprec: float) -> np.ndarray:
+    """Cartesian rotations of the lattice spanned by the rows of ``lattice`` (its holohedry)."""
+    import spglib
+
+    with warnings.catch_warnings(), quiet_c_stderr():
+        warnings.simplefilter("ignore")
+        ops = spglib.get_symmetry((lattice, [[0.0, 0.0, 0.0]], [1]), symprec=symprec)
+    W = np.unique(np.asarray(ops["rotations"]), axis=0).astype(float)
+    mats = np.einsum("ij,njk,kl->nil", lattice.T, W, np.linalg.inv(lattice).T)
+    u, _, vt = np.linalg.svd(mats)
+    return u @ vt
+
+
+def _lattice_shifts(cell: np.ndarray, radius: float, offset: float = 0.0) -> np.ndarray:
+    """Integer n (rows) covering every n with |(n + d) @ cell| <= radius for some d with
+    |d_i| <= offset: |n_i| <= radius |b*_i| + offset."""
+    bound = np.floor(radius * np.linalg.norm(np.linalg.inv(cell), axis=0) + offset + 1e-9).astype(int)
+    axes = [np.arange(-m, m + 1) for m in bound]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3).astype(float)
+
+
+def _short_lattice_vectors(cell: np.ndarray) -> np.ndarray:
+    """(M, 3) the lattice vectors no longer than the third successive minimum (they
+    generate the lattice); ``cell`` Minkowski-reduced, so its longest row is that minimum."""
+    radius = np.linalg.norm(cell, axis=1).max() + 1e-6
+    vectors = _lattice_shifts(cell, radius) @ cell
+    length = np.linalg.norm(vectors, axis=1)
+    return vectors[(length > 0) & (length < radius)]
+
+
+def _shortest_differences(positions: np.ndarray, origin: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """(N, k, 3): for each atom j, the shortest vectors in x_j - origin + lattice (all of
+    them when several are equally short; NaN rows pad to k). ``cell`` Minkowski-reduced."""
+    d = (positions - origin) @ np.linalg.inv(cell)
+    d -= np.round(d)
+    # the shortest vector is no longer than d @ cell, which bounds its coefficients
+    shifts = _lattice_shifts(cell, np.linalg.norm(d @ cell, axis=1).max() + 1e-6, offset=0.5)
+    vectors = (d[:, None, :] + shifts[None]) @ cell
+    length = np.linalg.norm(vectors, axis=2)
+    tied = length < length.min(axis=1, keepdims=True) + 1e-6
+    k = int(tied.sum(axis=1).max())
+    order = np.argsort(~tied, axis=1, kind="stable")[:, :k]
+    out = np.take_along_axis(vectors, order[..., None], axis=1)
+    out[~np.take_along_axis(tied, order, axis=1)] = np.nan
+    return out
+
+
+def _quantize(x: np.ndarray, scale: float) -> np.ndarray:
+    """x on a grid of step 1/scale whose cell boundaries sit at an irrational offset, so
+    that round-number coordinates (half of a 5.8875 Å cell edge) are not on one; NaN
+    becomes the largest integer."""
+    x = np.asarray(x, dtype=float)
+    out = np.floor(np.nan_to_num(x) * scale + 0.6180339887498949).astype(np.int64)
+    out[np.isnan(x)] = np.iinfo(np.int64).max
+    return out
+
+
+def _rows(values: np.ndarray) -> tuple:
+    """A (n, m) integer array as a tuple of its rows in lexicographic order."""
+    return tuple(map(tuple, values[np.lexsort(values.T[::-1])].tolist()))
+
+
+def crystal_frame(atoms: Atoms, labels: np.ndarray, frame: np.ndarray, std_lattice: np.ndarray,
+                  point_group: np.ndarray, symprec: float, decimals: int = 4) -> np.ndarray:
+    """Canonical orthonormal frame of a crystal, unique up to its point group S.
+
+    spglib's standardized orientation ``frame`` is unique only up to the symmetry H of
+    the lattice (``std_lattice``, rows in that orientation): a mirror image or another
+    choice of standard cell gives ``frame`` h with h in H, not always in S (the mirror
+    image of a P-6m2, F-43m, P4mm or R3 crystal came back turned by an improper h
+    outside S). Frames ``frame`` h of one coset S h are equivalent; among the cosets,
+    the frame whose view of the structure is lexicographically smallest wins. The view:
+    coordinates (on a 10^-decimals Å grid) of the lattice vectors up to the third
+    successive minimum (they generate the lattice), then the species and the shortest
+    difference vectors from an origin atom to every atom (the cosets x_j - x_i +
+    lattice); origins are the atoms of the rarest species whose sorted distances to all
+    atoms are smallest. Two frames with the same view differ by a rotation that maps the
+    lattice and those cosets onto themselves, a symmetry of the structure, so the choice
+    is equivariant modulo S. ``point_group``: S, Cartesian.
+    """
+    from ase.geometry import minkowski_reduce
+
+    S = np.einsum("ji,njk,kl->nil", frame, point_group, frame)  # S in the frame
+    cosets: list[np.ndarray] = []
+    for h in lattice_point_group(std_lattice, symprec):
+        if not any(np.abs(S - h @ r.T).max(axis=(1, 2)).min() < 1e-3 for r in cosets):
+            cosets.append(h)
+    if len(cosets) == 1:  # every lattice symmetry is in S: nothing to choose
+        return frame
+    cell, _ = minkowski_reduce(np.asarray(atoms.cell, dtype=float))
+    lattice = _short_lattice_vectors(cell)
+    scale = 10.0**decimals
+    counts = {z: int((labels == z).sum()) for z in set(labels.tolist())}
+    rarest = min(counts, key=lambda z: (counts[z], z))
+    origins, best_key = [], None
+    for i in np.flatnonzero(labels == rarest):
+        diffs = _shortest_differences(atoms.positions, atoms.positions[i], cell)
+        key = tuple(np.sort(_quantize(np.linalg.norm(diffs[:, 0], axis=1), scale)).tolist())
+        if best_key is None or key < best_key:
+            origins, best_key = [diffs], key
+        elif key == best_key:
+            origins.append(diffs)
+    n = len(atoms)
+    best, best_view = frame, None
+    for h in cosets:
+        F = frame @ h
+        lattice_view = _rows(_quantize(lattice @ F, scale))
+        if best_view is not None and lattice_view > best_view[0]:
+            continue
+        for diffs in origins:
+            coords = _quantize((diffs @ F).reshape(-1, 3), scale)  # in-frame coordinates
+            # the images of each atom in a fixed order, then the atoms by species and images
+            pair = np.repeat(np.arange(n), diffs.shape[1])
+            c = coords[np.lexsort((coords[:, 2], coords[:, 1], coords[:, 0], pair))].reshape(n, -1)
+            view = (lattice_view, _rows(np.concatenate([labels[:, None].astype(np.int64), c], axis=1)))
+            if best_view is None or view < best_view:
+                best, best_view = F, view
+    return best
 
 
 def molecule_frame(positions: np.ndarray, numbers: np.ndarray, decimals: int = 4) -> np.ndarray:
