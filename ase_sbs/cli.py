@@ -196,12 +196,12 @@ def _check_potential(args) -> int:
 def _explore(args) -> int:
     import os
 
+    from .core.files import write_json
     from .explore.protocol import break_symmetry
     from .report.exploration import describe_exploration, write_exploration
-    from .core.files import write_json
 
     atoms = _read(args.file, args.index)
-    out = args.out or os.path.splitext(os.path.basename(args.file))[0] + "_sbs"
+    out = args.out = args.out or os.path.splitext(os.path.basename(args.file))[0] + "_sbs"
     if args.supercell and min(args.supercell) < 1:
         raise SBSInputError("--supercell takes three positive integers")
     ex = break_symmetry(
@@ -331,6 +331,11 @@ def main(argv=None) -> int:
         return 2
     except BrokenPipeError:  # e.g. piped into head
         return 0
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None)
+        saved = f"; finished relaxations are saved in {out}/ and the same command resumes" if out else ""
+        print(f"ase-sbs: interrupted{saved}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -12,7 +12,12 @@ from ase.io import read
 
 from ase_sbs import SBSInputError
 from ase_sbs.core.groups import bits
-from ase_sbs.setting import distortion_channels, isotropy_subgroups, k0_setting, supercell_setting
+from ase_sbs.setting import (
+    distortion_channels,
+    isotropy_subgroups,
+    k0_setting,
+    supercell_setting,
+)
 
 from .conftest import EXAMPLES
 

@@ -12,9 +12,15 @@ from ase.io import read
 from ase_sbs.bias import BiasDescriptor, evaluate_bias
 from ase_sbs.errors import SBSInputError
 from ase_sbs.sbs import symmetry_breaking_set
-from ase_sbs.setting import channel_matches_kpoint, distortion_channels, fold_setting, isotropy_subgroups
-from ase_sbs.setting import supercell_setting
-from ase_sbs.setting import parse_kpoint, supercell_for_kpoint
+from ase_sbs.setting import (
+    channel_matches_kpoint,
+    distortion_channels,
+    fold_setting,
+    isotropy_subgroups,
+    parse_kpoint,
+    supercell_for_kpoint,
+    supercell_setting,
+)
 
 from .conftest import EXAMPLES, random_orthogonal, transform
 

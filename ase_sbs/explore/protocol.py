@@ -30,7 +30,11 @@ import numpy as np
 from ase import Atoms
 
 from ..core.symmetrizer import Symmetrizer
-from ..core.symmetry import crystal_point_group_matrices, detect_symmetry, symmetrized_atoms
+from ..core.symmetry import (
+    crystal_point_group_matrices,
+    detect_symmetry,
+    symmetrized_atoms,
+)
 from ..errors import SBSInputError
 from ..potentials.registry import Potential, get_potential, torch_energy
 from ..relax.jobs import RelaxJob, Stage
@@ -42,7 +46,12 @@ from ..setting.channels import channel_matches_kpoint, distortion_channels
 from ..setting.curvature import channel_curvature
 from ..setting.isotropy import isotropy_subgroups, make_target
 from ..setting.kpoints import parse_kpoint, supercell_for_kpoint
-from ..setting.setting import Setting, as_supercell_matrix, k0_setting, supercell_setting
+from ..setting.setting import (
+    Setting,
+    as_supercell_matrix,
+    k0_setting,
+    supercell_setting,
+)
 from .classify import (
     cell_multiplication,
     classify,
@@ -54,7 +63,14 @@ from .classify import (
     variants,
 )
 from .plans import MemberPlan, member_job, member_plans
-from .results import Exploration, ExploreSettings, ParentResult, Phase, Relaxation, record
+from .results import (
+    Exploration,
+    ExploreSettings,
+    ParentResult,
+    Phase,
+    Relaxation,
+    record,
+)
 from .store import Store, digest, safe_name, structure_digest
 
 

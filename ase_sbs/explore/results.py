@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from ase import Atoms
 
+from ..core.spacegroups import group_label
 from ..errors import SBSInputError
 
 
@@ -138,9 +139,7 @@ class Phase:
 
     @property
     def name(self) -> str:
-        if self.spacegroup_symbol:
-            return f"{self.spacegroup_symbol} ({self.spacegroup_number})"
-        return self.point_group
+        return group_label(self.spacegroup_number, self.spacegroup_symbol, self.point_group)
 
 
 @dataclass
@@ -163,9 +162,7 @@ class ParentResult:
 
     @property
     def name(self) -> str:
-        if self.spacegroup_symbol:
-            return f"{self.spacegroup_symbol} ({self.spacegroup_number})"
-        return self.point_group
+        return group_label(self.spacegroup_number, self.spacegroup_symbol, self.point_group)
 
 
 def record(result) -> dict:

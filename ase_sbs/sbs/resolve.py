@@ -16,7 +16,11 @@ import re
 import numpy as np
 
 from ..core.groups import mask_of
-from ..core.pointgroups import SCHOENFLIES_OF_HM, describe_operation, normalize_schoenflies
+from ..core.pointgroups import (
+    SCHOENFLIES_OF_HM,
+    describe_operation,
+    normalize_schoenflies,
+)
 from ..core.spacegroups import spacegroup_number
 from ..errors import SBSInputError
 from ..setting.isotropy import Target, isotropy_subgroups, make_target

@@ -33,10 +33,19 @@ from functools import cached_property
 import numpy as np
 
 from ..core.groups import bits, mask_of
-from ..core.irreps import dimension, fixed_space, float64_default, irreps_list, pointwise_fixer, representation, stabilizer
+from ..core.irreps import (
+    dimension,
+    fixed_space,
+    float64_default,
+    irreps_list,
+    pointwise_fixer,
+    representation,
+    stabilizer,
+)
 from ..core.pointgroups import describe_operation, ideal_sbs_exists, schoenflies_name
 from ..errors import SBSInputError
-from ..setting.isotropy import Target, _reaches, make_target, null_space
+from ..setting.channels import distortion_channels, point_character, representation_on
+from ..setting.isotropy import Target, make_target, null_space, reaches
 from ..setting.setting import STRAIN_BASIS, Setting, k0_setting
 from .resolve import generators_text, resolve_target
 
@@ -219,9 +228,9 @@ def _global(setting: Setting, mask: int, channels, max_l: int, seed: int):
     conj = next(s for s in range(sym.order) if point_group.conjugate(rep, s) == point_mask)
     rep_el = point_group.elements_of(rep)
     mats = sym.point_group_matrices
-    reaching = [c for c in channels if _reaches(_rep_on(setting, c), setting.group, mask)]
+    reaching = [c for c in channels if reaches(representation_on(setting, c), setting.group, mask)]
     gamma = [c for c in reaching if c.o3_irreps is not None]
-    point_chars = [_point_character(setting, c) for c in gamma]
+    point_chars = [point_character(setting, c.character) for c in gamma]
     parent_D = {ir: representation(ir, mats) for ir in irreps_list(max_l)}
     traces = {ir: np.trace(D, axis1=1, axis2=2) for ir, D in parent_D.items()}
     preferred = {ir for ir, tr in traces.items() if any(tr @ chi > 0.5 * len(mats) for chi in point_chars)}
@@ -262,17 +271,6 @@ def _global(setting: Setting, mask: int, channels, max_l: int, seed: int):
     labels = tuple(c.label for c, chi in zip(gamma, point_chars)
                    if any(traces[ir] @ chi > 0.5 * len(mats) for ir, _ in chosen))
     return irreps, objects, tuple(cosets), stabs, labels, tuple(c.label for c in reaching)
-
-
-def _point_character(setting: Setting, channel) -> np.ndarray:
-    from ..setting.channels import point_character
-
-    return point_character(setting, channel.character)
-
-
-def _rep_on(setting: Setting, channel) -> np.ndarray:
-    V = setting.distortion_basis.T @ channel.copies[0]
-    return np.einsum("ai,gab,bj->gij", V, setting.representation, V)
 
 
 # ----------------------------------------------------------------------------------
@@ -355,8 +353,6 @@ def symmetry_breaking_set(structure, target, max_l: int = 4, symprec: float = 1e
         SBSInputError: unknown or ambiguous target, the whole group, or no object up to
             ``max_l``.
     """
-    from ..setting.channels import distortion_channels
-
     if not isinstance(max_l, (int, np.integer)) or max_l < 0:
         raise SBSInputError(f"max_l must be a non-negative integer, got {max_l!r}")
     setting = structure if isinstance(structure, Setting) else k0_setting(structure, symprec, angle_tolerance)
@@ -374,7 +370,7 @@ def symmetry_breaking_set(structure, target, max_l: int = 4, symprec: float = 1e
     else:
         if t is None:
             t = make_target(setting, mask, tuple(c.label for c in channels
-                                                 if _reaches(_rep_on(setting, c), setting.group, mask)))
+                                                 if reaches(representation_on(setting, c), setting.group, mask)))
         irreps, objects, cosets, stabs = _per_atom(setting, t, mask, seed)
         labels = t.channels
     return SymmetryBreakingSet(setting=setting, target=t, irreps=irreps, objects=objects,

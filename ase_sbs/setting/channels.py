@@ -9,8 +9,10 @@ The pure translations of G act on a channel through the characters e^{2πi k·T}
 k's that occur form the channel's k-star. Labels: Mulliken-style for k = 0 settings
 (``T1u``, ``Eg``, ``A2''``, from the point-group character); in a supercell setting
 ``Γ-`` plus that label at k = 0, and ``<star>-d<dim><parity>`` elsewhere (``R-d3-``: the
-star's name, Γ's dimension, the sign of its character under inversion through the
-origin when G has it); ``(n)`` tells apart channels that would share a label.
+star's name — X, M, R of a primitive cubic parent, H, N, P of a body-centred one, X, L,
+W, K of a face-centred one, else a representative k — Γ's dimension, the sign of its
+character under inversion through the origin when G has it); ``(n)`` tells apart
+channels that would share a label.
 """
 
 from __future__ import annotations
@@ -181,7 +183,7 @@ def distortion_channels(structure, seed: int = 0) -> list[DistortionChannel]:
         channels.append(DistortionChannel(
             label=label, kstar=tuple(tuple(fraction(x) for x in k) for k in star), dimension=d,
             multiplicity=len(copies), sources=sources, o3_irreps=o3, character=chi, copies=tuple(copies)))
-    order = {"Γ": 0, "X": 1, "M": 2, "R": 3}
+    order = {"Γ": 0, "X": 1, "M": 2, "R": 3, "H": 1, "N": 2, "P": 3, "L": 2, "W": 3, "K": 4}
     channels.sort(key=lambda c: (order.get(c.label.split("-")[0] if "-" in c.label else "Γ", 4), c.dimension,
                                  c.label))
     return _disambiguate(channels)
@@ -216,10 +218,9 @@ def _kstar(setting: Setting, chi: np.ndarray) -> list[np.ndarray]:
 
 
 def star_name_of(setting: Setting, star) -> str:
-    p = setting.parent
     if setting.supercell is None:
         return "Γ"
-    return star_name(star, p.spacegroup_number, p.spacegroup_symbol, p.operations.rotations_frac)
+    return star_name(star, setting.parent)
 
 
 def channel_matches_kpoint(channel: DistortionChannel, k, setting: Setting | None = None) -> bool:
@@ -233,6 +234,14 @@ def channel_matches_kpoint(channel: DistortionChannel, k, setting: Setting | Non
         if (np.abs(d).max(axis=1) < 1e-6).any():
             return True
     return False
+
+
+def representation_on(setting: Setting, channels, one_copy: bool = True) -> np.ndarray:
+    """(|G|, n, n): ρ(g) on the span of ``channels`` (one channel or several), in the
+    channels' own bases: one copy of each irrep (``one_copy``) or every copy."""
+    chans = [channels] if isinstance(channels, DistortionChannel) else list(channels)
+    V = setting.distortion_basis.T @ np.concatenate([c.copies[0] if one_copy else c.basis for c in chans], axis=1)
+    return np.einsum("ai,gab,bj->gij", V, setting.representation, V)
 
 
 def distortion_representation(structure) -> tuple[np.ndarray, np.ndarray]:

@@ -31,8 +31,9 @@ import numpy as np
 
 from ..core.groups import bits, mask_of
 from ..core.pointgroups import hermann_mauguin_name, schoenflies_name
+from ..core.spacegroups import group_label
 from ..errors import SBSInputError
-from .channels import DistortionChannel
+from .channels import DistortionChannel, representation_on
 from .setting import Setting
 
 TOL = 1e-6
@@ -83,9 +84,7 @@ class Target:
 
     @property
     def name(self) -> str:
-        if self.spacegroup_symbol:
-            return f"{self.spacegroup_symbol} ({self.spacegroup_number})"
-        return self.schoenflies
+        return group_label(self.spacegroup_number, self.spacegroup_symbol, self.schoenflies)
 
     @property
     def channel(self) -> str:
@@ -199,18 +198,6 @@ def fixed_space_classes(rho: np.ndarray, group, max_classes: int = MAX_CLASSES, 
 # isotropy subgroups of channels
 
 
-def _one_copy(setting: Setting, channels: list[DistortionChannel]) -> np.ndarray:
-    """ρ on one copy of each channel: (|G|, Σ d, Σ d)."""
-    Q = setting.distortion_basis
-    V = np.concatenate([Q.T @ c.copies[0] for c in channels], axis=1)
-    return np.einsum("ai,gab,bj->gij", V, setting.representation, V)
-
-
-def _channel_rep(setting: Setting, channel: DistortionChannel) -> np.ndarray:
-    V = setting.distortion_basis.T @ channel.basis
-    return np.einsum("ai,gab,bj->gij", V, setting.representation, V)
-
-
 def _fixed_part(rho: np.ndarray, group, mask: int) -> np.ndarray:
     """Orthonormal basis of the vectors every element of ``mask`` fixes."""
     gens = group.generators(mask)
@@ -239,23 +226,23 @@ def isotropy_subgroups(setting: Setting, channels, max_fixed_dim: int | None = 1
     """
     chans = [channels] if isinstance(channels, DistortionChannel) else list(channels)
     what = "channel " + "+".join(c.label for c in chans)
-    rho = _one_copy(setting, chans)
+    rho = representation_on(setting, chans)
     group = setting.group
-    full = [_channel_rep(setting, c) for c in chans]
+    full = [representation_on(setting, c, one_copy=False) for c in chans]
     out = []
     for K, S, maximal in fixed_space_classes(rho, group, max_classes, what):
         if K == group.full or (max_fixed_dim is not None and S.shape[1] > max_fixed_dim):
             continue
         parts = [c.basis @ _fixed_part(r, group, K) for c, r in zip(chans, full)]
         fixed = np.concatenate(parts, axis=1)
-        reach = tuple(c.label for c, r in zip(chans, full) if _reaches(r, group, K)) if len(chans) > 1 \
+        reach = tuple(c.label for c, r in zip(chans, full) if reaches(r, group, K)) if len(chans) > 1 \
             else (chans[0].label,)
         out.append(make_target(setting, K, reach, fixed, S.shape[1], maximal))
     out.sort(key=lambda t: (t.fixed_dimension, -t.order, t.spacegroup_number or 0, t.mask))
     return out
 
 
-def _reaches(rho: np.ndarray, group, mask: int) -> bool:
+def reaches(rho: np.ndarray, group, mask: int) -> bool:
     """True when ``mask`` is an isotropy subgroup of ρ alone (its fixed space there is
     nonzero and fixed by nothing more)."""
     S = _fixed_part(rho, group, mask)

@@ -40,7 +40,12 @@ from ..core.groups import FiniteGroup, bits
 from ..core.spacegroups import spacegroup_type
 from ..core.structure import species_labels
 from ..core.symmetrizer import Symmetrizer
-from ..core.symmetry import Symmetry, atom_permutation, detect_symmetry, symmetrized_atoms
+from ..core.symmetry import (
+    Symmetry,
+    atom_permutation,
+    detect_symmetry,
+    symmetrized_atoms,
+)
 from ..errors import SBSInputError
 
 STRAIN_BASIS = np.array(
