@@ -98,9 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=400, help="optimizer step budget per stage (default 400)")
     p.add_argument("--symprec", type=float, default=1e-3, help="distance tolerance in Å (default 1e-3)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--supercell", type=int, nargs=3, metavar="N",
-                   help="beyond k = 0: run on this supercell of the given cell (e.g. 2 2 2; a conventional cell is "
-                   "reduced to its primitive parent first)")
+    p.add_argument("--supercell", type=int, nargs="+", metavar="N",
+                   help="beyond k = 0: run on this supercell of the given cell: three integers (2 2 2) or the nine "
+                   "of a matrix, rows first (1 1 0 -1 1 0 0 0 2); a conventional cell is reduced to its primitive "
+                   "parent first")
     p.add_argument("--kpoint", help="beyond k = 0: only channels at this k-star: R, M, X, G or 'kx ky kz' "
                    "(picks the supercell when --supercell is not given)")
     p = sub.add_parser("bench", help="wall time of explore: ASE path vs batched engine vs the model-only floor")
@@ -202,12 +203,11 @@ def _explore(args) -> int:
 
     atoms = _read(args.file, args.index)
     out = args.out = args.out or os.path.splitext(os.path.basename(args.file))[0] + "_sbs"
-    if args.supercell and min(args.supercell) < 1:
-        raise SBSInputError("--supercell takes three positive integers")
+    supercell = _supercell(args.supercell)
     ex = break_symmetry(
         atoms, calc=args.calc, targets=args.targets, mode=args.mode, cell=args.cell, out=out,
         progress=not args.no_progress and sys.stderr.isatty(), device=args.device,
-        supercell=args.supercell, kpoint=args.kpoint,
+        supercell=supercell, kpoint=args.kpoint,
         seed_force=args.seed_force, release_fmax=args.fmax, max_steps=args.max_steps, symprec=args.symprec,
         all_variants=args.all_variants, engine=args.engine, engine_options=_engine_options(args),
     )
@@ -219,6 +219,19 @@ def _explore(args) -> int:
     if args.json:
         write_json(data, args.json)
     return 0
+
+
+def _supercell(values):
+    """--supercell: None, three positive integers, or a 3x3 matrix (nine integers, rows first)."""
+    if not values:
+        return None
+    if len(values) == 3:
+        if min(values) < 1:
+            raise SBSInputError("--supercell takes three positive integers or the nine integers of a matrix")
+        return tuple(values)
+    if len(values) == 9:
+        return [values[0:3], values[3:6], values[6:9]]
+    raise SBSInputError(f"--supercell takes three integers or nine (a 3x3 matrix, rows first), got {len(values)}")
 
 
 def _engine_options(args) -> dict:

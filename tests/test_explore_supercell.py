@@ -118,3 +118,46 @@ def test_conventional_bcc_on_2x2x2_equals_the_equivalent_primitive_supercell():
     for p, q in zip(ex_a.phases, ex_b.phases):
         assert p.delta_energy_per_formula_unit_eV == pytest.approx(q.delta_energy_per_formula_unit_eV, abs=1e-6)
     assert 194 in {p.spacegroup_number for p in ex_a.phases} and 225 in {p.spacegroup_number for p in ex_a.phases}
+
+
+def test_a_non_diagonal_supercell_is_a_setting_like_any_other():
+    """√2×√2×2 of cubic SrTiO3 (rows (1,1,0), (−1,1,0), (0,0,2)): the operations that keep
+    its lattice, R and M but only one X arm, and the a⁰a⁰c⁻ tilt (I4/mcm) among the
+    isotropy subgroups, with an exact per-atom SBS."""
+    from ase_sbs import symmetry_breaking_set
+    from ase_sbs.setting import isotropy_subgroups
+
+    P = [[1, 1, 0], [-1, 1, 0], [0, 0, 2]]
+    setting = supercell_setting(read(EXAMPLES / "SrTiO3_cubic.cif"), P)
+    assert setting.order == 16 * 4 and len(setting.atoms) == 20
+    channels = distortion_channels(setting)
+    stars = {c.label.split("-")[0] for c in channels}
+    assert stars == {"Γ", "X", "M", "R"}
+    tilt = [t for c in channels if c.label.startswith("R") for t in isotropy_subgroups(setting, c)
+            if t.spacegroup_symbol == "I4/mcm"]
+    assert tilt and tilt[0].cell_multiplication == 2
+    B = symmetry_breaking_set(setting, tilt[0], channels=channels)
+    assert B.per_atom and len(B) == tilt[0].index
+    assert all(set(B.stabilizer_of(b)) == set(s) for b, s in zip(B.objects, B.stabilizers))
+
+
+def test_every_variant_of_a_supercell_target(capsys, tmp_path):
+    """--all-variants on a supercell setting (the conventional bcc cell as a supercell of
+    its primitive cell, given as a nine-integer matrix on the command line): every member
+    of B and −b relaxed, all to fcc with the same energy."""
+    from ase_sbs.cli import main
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["explore", str(EXAMPLES / "Cu_bcc.cif"), "--calc", "emt", "--supercell", "1", "0", "0", "0",
+                     "1", "0", "0", "0", "1", "--targets", "I4/mmm", "--all-variants", "--out", str(tmp_path / "o"),
+                     "--json", "-"]) == 0
+    import json
+
+    data = json.loads(capsys.readouterr().out)
+    assert data["supercell"] is not None and data["group_order"] == 96
+    assert len(data["relaxations"]) == 6  # three members, each with −b
+    fcc = [r for r in data["relaxations"] if r["spacegroup_number"] == 225]
+    assert len(fcc) >= 3 and max(r["energy_eV"] / r["natoms"] for r in fcc) - min(
+        r["energy_eV"] / r["natoms"] for r in fcc) < 1e-6
+    assert data["phases"][0]["spacegroup_symbol"] == "Fm-3m" and data["phases"][0]["n_variants"] == 3

@@ -236,7 +236,8 @@ class Exploration:
             "stable": self.stable,
             "channels": [c.as_dict() for c in self.channels],
             "targets": [t.as_dict() for t in self.targets],
-            "phases": [{k: v for k, v in record(ph).items() if k != "variants"} for ph in self.phases],
+            "phases": [{**{k: v for k, v in record(ph).items() if k != "variants"}, "channel": "+".join(ph.channels)}
+                       for ph in self.phases],
             "relaxations": [record(r) for r in self.relaxations],
             "reused": self.reused,
         }
