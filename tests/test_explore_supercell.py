@@ -75,10 +75,15 @@ def test_field_mode_and_resume_on_a_supercell(tmp_path):
                                engine="batched", **QUIET)
         again = break_symmetry(cu, "emt", supercell=(2, 2, 2), targets="Cmcm", mode="field", out=str(tmp_path),
                                engine="batched", **QUIET)
+        through_ase = break_symmetry(cu, "emt", supercell=(2, 2, 2), targets="Cmcm", mode="field", engine="ase",
+                                     **QUIET)
     assert first.settings.mode == "field" and first.reused == 0
     assert all(r.field_spacegroup for r in first.relaxations)
     # the field crosses into other basins (fcc among them): phases below bcc all the same
     assert first.phases and all(p.spontaneous for p in first.phases)
+    assert [p.name for p in through_ase.phases] == [p.name for p in first.phases]
+    for p, q in zip(through_ase.phases, first.phases):
+        assert abs(p.delta_energy_per_formula_unit_eV - q.delta_energy_per_formula_unit_eV) < 1e-4
     assert again.reused == len(first.relaxations) + 1  # every relaxation and the parent
     assert [(p.name, p.delta_energy_per_formula_unit_eV) for p in again.phases] == [
         (p.name, p.delta_energy_per_formula_unit_eV) for p in first.phases]

@@ -24,7 +24,6 @@ import numpy as np
 
 from ..core.irreps import irreps_list, representation
 from ..core.pointgroups import element_type, rotation_axis_angle
-from ..core.symmetry import Symmetry
 from .kpoints import commensurate_kpoints, fraction, star_arms, star_name
 from .setting import Setting, k0_setting
 
@@ -63,10 +62,6 @@ class DistortionChannel:
     def basis(self) -> np.ndarray:
         """(3N [+ 6], m d) orthonormal columns spanning the channel."""
         return np.concatenate(self.copies, axis=1)
-
-    @property
-    def at_gamma(self) -> bool:
-        return all(all(float(eval_fraction(x)) == 0.0 for x in k) for k in self.kstar)
 
     def fixed_dimension(self, subgroup) -> int:
         """dim of the channel's K-fixed subspace, from characters."""
@@ -310,12 +305,3 @@ def mulliken_label(chi: np.ndarray, mats: np.ndarray, complex_pair: bool = False
     elif sigma_h is not None:
         label += "'" if chi[sigma_h] > 0 else "''"
     return label
-
-
-def symmetry_of(structure) -> Symmetry:
-    """The Symmetry behind a Setting, a Symmetry or an Atoms (detected)."""
-    if isinstance(structure, Setting):
-        return structure.parent
-    if isinstance(structure, Symmetry):
-        return structure
-    return k0_setting(structure).parent
