@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("detect", help="symmetry, distortion channels and candidate targets of a structure")
     _add_common(p)
+    p.add_argument("--supercell", type=int, nargs="+", metavar="N",
+                   help="the channels of this supercell of the given cell (three integers or nine) and each "
+                   "channel's isotropy subgroups")
+    p.add_argument("--kpoint", help="with --supercell (or alone: the smallest supercell holding it): only channels "
+                   "at this k-star (R, M, X, G or 'kx ky kz')")
+    p.add_argument("--max-fixed-dim", type=int, default=1, metavar="D",
+                   help="list isotropy subgroups whose order parameter has at most D free parameters (default 1)")
     p = sub.add_parser("sbs", help="the symmetry breaking set for a target (or for every candidate target)")
     _add_common(p)
     p.add_argument("--target", "-t", help="target subgroup: point group (C4v, 4mm), space group (P4mm, 99); "
@@ -282,7 +289,10 @@ def _detect(args) -> int:
     from .setting.isotropy import candidate_targets
     from .setting.setting import k0_setting
 
-    sym = detect_symmetry(_read(args.file, args.index), symprec=args.symprec, angle_tolerance=args.angle_tolerance)
+    atoms = _read(args.file, args.index)
+    if args.supercell or args.kpoint:
+        return _detect_setting(args, atoms)
+    sym = detect_symmetry(atoms, symprec=args.symprec, angle_tolerance=args.angle_tolerance)
     channels = distortion_channels(sym)
     targets = candidate_targets(sym, channels=channels)
     if args.json != "-":
@@ -292,6 +302,34 @@ def _detect(args) -> int:
         data["channels"] = [channel_dict(c) for c in channels]
         data["candidate_targets"] = [target_dict(t, k0_setting(sym)) for t in targets]
         write_json(data, args.json)
+    return 0
+
+
+def _detect_setting(args, atoms) -> int:
+    """``detect --supercell/--kpoint``: the supercell setting, its channels and their
+    isotropy subgroups."""
+    from .core.files import write_json
+    from .explore.protocol import setting_of
+    from .report.structures import describe_setting_channels
+    from .setting.channels import channel_matches_kpoint, distortion_channels
+    from .setting.isotropy import isotropy_subgroups
+    from .setting.kpoints import parse_kpoint
+
+    if args.max_fixed_dim < 1:
+        raise SBSInputError("--max-fixed-dim takes a positive number of free parameters")
+    setting = setting_of(atoms, _supercell(args.supercell), args.kpoint, args.symprec)
+    channels = distortion_channels(setting)
+    if args.kpoint:
+        k = parse_kpoint(args.kpoint)
+        channels = [c for c in channels if channel_matches_kpoint(c, k, setting)]
+    isotropy = {c.label: isotropy_subgroups(setting, c, max_fixed_dim=args.max_fixed_dim) for c in channels}
+    if args.json != "-":
+        print(describe_setting_channels(setting, channels, isotropy))
+    if args.json:
+        write_json({"parent": setting.parent.name(), "supercell": setting.supercell.tolist(),
+                    "group_order": setting.order,
+                    "channels": [{**c.as_dict(), "isotropy_subgroups": [t.as_dict() for t in isotropy[c.label]]}
+                                 for c in channels]}, args.json)
     return 0
 
 
