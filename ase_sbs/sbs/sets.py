@@ -34,9 +34,11 @@ import numpy as np
 
 from ..core.groups import bits, mask_of
 from ..core.irreps import (
+    character,
     dimension,
     fixed_space,
     float64_default,
+    group_representation,
     irreps_list,
     pointwise_fixer,
     representation,
@@ -231,8 +233,8 @@ def _global(setting: Setting, mask: int, channels, max_l: int, seed: int):
     reaching = [c for c in channels if reaches(representation_on(setting, c), setting.group, mask)]
     gamma = [c for c in reaching if c.o3_irreps is not None]
     point_chars = [point_character(setting, c.character) for c in gamma]
-    parent_D = {ir: representation(ir, mats) for ir in irreps_list(max_l)}
-    traces = {ir: np.trace(D, axis1=1, axis2=2) for ir, D in parent_D.items()}
+    parent_D = {ir: group_representation(ir, mats) for ir in irreps_list(max_l)}
+    traces = {ir: character(ir, mats) for ir in parent_D}
     preferred = {ir for ir, tr in traces.items() if any(tr @ chi > 0.5 * len(mats) for chi in point_chars)}
     chosen = _choose_irreps(parent_D, tuple(range(sym.order)), rep_el, sym.order, preferred)
     if not chosen:
@@ -241,7 +243,7 @@ def _global(setting: Setting, mask: int, channels, max_l: int, seed: int):
             f"in {sym.schoenflies}; raise max_l"
         )
     irreps = "+".join(ir for ir, _ in chosen)
-    D_all = representation(irreps, mats)
+    D_all = group_representation(irreps, mats)
     D_frame = representation(irreps, sym.frame[None])[0]
     for attempt in range(20):
         rng = np.random.default_rng(seed + attempt)
@@ -258,7 +260,7 @@ def _global(setting: Setting, mask: int, channels, max_l: int, seed: int):
     else:  # pragma: no cover - probability zero
         raise SBSInputError("could not draw a generic object; try another seed")
     b0 = D_all[conj] @ b_rep
-    D_G = representation(irreps, setting.rotations)
+    D_G = group_representation(irreps, setting.rotations)
     objects, cosets = [], []
     for g in range(setting.order):
         v = D_G[g] @ b0

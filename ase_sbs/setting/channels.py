@@ -22,7 +22,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ..core.irreps import irreps_list, representation
+from ..core.irreps import character, irreps_list
 from ..core.pointgroups import element_type, rotation_axis_angle
 from .kpoints import commensurate_kpoints, fraction, star_arms, star_name
 from .setting import Setting, k0_setting
@@ -151,7 +151,7 @@ def distortion_channels(structure, seed: int = 0) -> list[DistortionChannel]:
     tol = (1e-7, 1e-6) if setting.supercell is None else (1e-8, 1e-5)
     n = len(setting.atoms)
     mats = setting.parent.point_group_matrices
-    o3_chars = {ir: np.trace(representation(ir, mats), axis1=1, axis2=2) for ir in irreps_list(6)}
+    o3_chars = {ir: character(ir, mats) for ir in irreps_list(6)}
     inversion = next((g for g in range(setting.order) if np.allclose(setting.rotations[g], -np.eye(3))
                       and (setting.translations_frac is None or np.abs(setting.translations_frac[g]).max() < 1e-9)),
                      None)
