@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "parent first")
     p.add_argument("--kpoint", help="beyond k = 0: only channels at this k-star: R, M, X, G or 'kx ky kz' "
                    "(picks the supercell when --supercell is not given)")
+    p.add_argument("--cascade", action="store_true",
+                   help="from every phase found, explore its own unstable channels in the same setting, down to "
+                   "--max-depth levels; prints the tree, writes phase_tree.png and the ground state")
+    p.add_argument("--max-depth", type=int, default=3, metavar="N", help="levels of the cascade (default 3)")
     p = sub.add_parser("bench", help="wall time of explore: ASE path vs batched engine vs the model-only floor")
     _add_input(p)
     p.add_argument("--calc", default="auto", help="potential (as for explore)")
@@ -217,12 +221,14 @@ def _explore(args) -> int:
         supercell=supercell, kpoint=args.kpoint,
         seed_force=args.seed_force, release_fmax=args.fmax, max_steps=args.max_steps, symprec=args.symprec,
         all_variants=args.all_variants, engine=args.engine, engine_options=_engine_options(args),
+        cascade=args.cascade, max_depth=args.max_depth,
     )
     data = write_exploration(ex, out)
     if args.json != "-":
         print(describe_exploration(ex))
+        tree = f", {os.path.join(out, 'phase_tree.png')}, {os.path.join(out, 'tree')}/" if ex.tree is not None else ""
         print(f"\nwritten: {os.path.join(out, 'explore.json')}, {os.path.join(out, 'energies.png')}, "
-              f"{os.path.join(out, 'phases')}/")
+              f"{os.path.join(out, 'phases')}/{tree}")
     if args.json:
         write_json(data, args.json)
     return 0

@@ -23,7 +23,7 @@ import numpy as np
 from ase import Atoms
 
 from ..core.groups import bits
-from ..core.symmetry import Symmetry, crystal_point_group_matrices, detect_symmetry
+from ..core.symmetry import Symmetry, detect_symmetry
 from ..errors import SBSInputError
 from ..setting.setting import Setting
 
@@ -80,12 +80,14 @@ def group_name(sym: Symmetry) -> str:
     return sym.spacegroup_symbol if sym.periodic else sym.schoenflies
 
 
-def relaxation_status(start: Atoms, final: Atoms, found: Symmetry, parent: Symmetry, energy_per_atom: float,
-                      parent_energy_per_atom: float, converged: bool, energy_tol: float) -> str:
-    """``broken``, ``returned`` or ``unconverged`` (module docstring)."""
-    same_group = found.spacegroup_number == parent.spacegroup_number and (
-        len(crystal_point_group_matrices(found)) == len(crystal_point_group_matrices(parent)))
-    back = same_group or (abs(energy_per_atom - parent_energy_per_atom) < energy_tol
+def relaxation_status(start: Atoms, final: Atoms, found: Symmetry, found_order: int, reference_number: int | None,
+                      reference_order: int, energy_per_atom: float, reference_energy_per_atom: float,
+                      converged: bool, energy_tol: float) -> str:
+    """``broken``, ``returned`` or ``unconverged`` (module docstring): back in the
+    reference's group (space-group number and crystal point-group order), or a residue
+    at its energy, is ``returned``."""
+    same_group = found.spacegroup_number == reference_number and found_order == reference_order
+    back = same_group or (abs(energy_per_atom - reference_energy_per_atom) < energy_tol
                           and max_displacement(start, final) < 0.01 and max_strain(start, final) < 2e-3)
     if not converged:
         return "unconverged"

@@ -188,6 +188,7 @@ class Exploration:
         targets: the targets relaxed.
         runner: ``ase`` or ``batched``.
         reused: relaxations (and the parent) taken from the output directory.
+        tree: with a cascade, the :class:`~ase_sbs.explore.cascade.Tree` of phases.
     """
 
     parent: ParentResult
@@ -202,6 +203,7 @@ class Exploration:
     targets: list = field(default_factory=list)
     runner: str = "ase"
     reused: int = 0
+    tree: object = None
 
     @property
     def stable(self) -> bool:
@@ -240,4 +242,5 @@ class Exploration:
                        for ph in self.phases],
             "relaxations": [record(r) for r in self.relaxations],
             "reused": self.reused,
+            "tree": None if self.tree is None else self.tree.as_dict(),
         }

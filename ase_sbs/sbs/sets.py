@@ -124,7 +124,7 @@ class SymmetryBreakingSet:
     def stabilizer_name(self, j: int) -> str:
         """Schoenflies symbol of member j's stabilizer (its rotations)."""
         point = bits(self.setting.point_part(mask_of(self.stabilizers[j])))
-        return schoenflies_name(self.symmetry.point_group_matrices[point])
+        return schoenflies_name(self.setting.point_group_matrices[point])
 
     def symmetrizer(self, j: int):
         """Stab_G(b_j) as a :class:`~ase_sbs.core.symmetrizer.Symmetrizer` on the setting's atoms."""
@@ -146,7 +146,7 @@ class SymmetryBreakingSet:
     def ideal(self) -> tuple[bool, str]:
         """(exists, reason): does an ideal equivariant *full* SBS exist for S? The
         paper's criterion: S has a complement in its O(3) normalizer N(S)."""
-        return ideal_sbs_exists(self.symmetry.point_group_matrices)
+        return ideal_sbs_exists(self.setting.point_group_matrices)
 
     def as_dict(self) -> dict:
         rot = self.setting.rotations
@@ -224,23 +224,24 @@ def _choose_irreps(parent_D: dict, sym_elements: tuple, rep_elements: tuple, ord
 def _global(setting: Setting, mask: int, channels, max_l: int, seed: int):
     """(irreps, objects, cosets, stabilizers, channel labels) of a translation-keeping K."""
     sym = setting.parent
-    point_group = sym.point_group
+    point_group = setting.point_group
+    mats = setting.point_group_matrices
+    order = len(mats)
     point_mask = setting.point_part(mask)
     rep = min(point_group.conjugates(point_mask))
-    conj = next(s for s in range(sym.order) if point_group.conjugate(rep, s) == point_mask)
+    conj = next(s for s in range(order) if point_group.conjugate(rep, s) == point_mask)
     rep_el = point_group.elements_of(rep)
-    mats = sym.point_group_matrices
     reaching = [c for c in channels if reaches(representation_on(setting, c), setting.group, mask)]
     gamma = [c for c in reaching if c.o3_irreps is not None]
     point_chars = [point_character(setting, c.character) for c in gamma]
     parent_D = {ir: group_representation(ir, mats) for ir in irreps_list(max_l)}
     traces = {ir: character(ir, mats) for ir in parent_D}
     preferred = {ir for ir, tr in traces.items() if any(tr @ chi > 0.5 * len(mats) for chi in point_chars)}
-    chosen = _choose_irreps(parent_D, tuple(range(sym.order)), rep_el, sym.order, preferred)
+    chosen = _choose_irreps(parent_D, tuple(range(order)), rep_el, order, preferred)
     if not chosen:
         raise SBSInputError(
             f"no object with l <= {max_l} has stabilizer exactly {schoenflies_name(mats[list(rep_el)])} "
-            f"in {sym.schoenflies}; raise max_l"
+            f"in {schoenflies_name(mats)}; raise max_l"
         )
     irreps = "+".join(ir for ir, _ in chosen)
     D_all = group_representation(irreps, mats)
@@ -301,13 +302,21 @@ def _fixed_distortions(setting: Setting, target: Target, mask: int) -> np.ndarra
     return setting.distortion_basis @ S
 
 
-def _per_atom(setting: Setting, target: Target, mask: int, seed: int):
+def _per_atom(setting: Setting, target: Target, mask: int, seed: int, weights: dict | None = None):
     n = len(setting.atoms)
     V = _fixed_distortions(setting, target, mask)
     if V.shape[1] == 0:
         raise SBSInputError(f"{target.name}: no distortion of this setting has this symmetry")
     rng = np.random.default_rng(seed)
-    u = V @ rng.standard_normal(V.shape[1])
+    if weights and len(target.components) > 1:
+        # a coupled order parameter: each channel's component a generic unit vector of
+        # its part of V^K, scaled by that channel's weight
+        u = np.zeros(V.shape[0])
+        for label, part, _ in target.components:
+            v = part @ rng.standard_normal(part.shape[1])
+            u += float(weights.get(label, 1.0)) * v / np.linalg.norm(v)
+    else:
+        u = V @ rng.standard_normal(V.shape[1])
     u /= np.linalg.norm(u)
     u *= np.sign(u[np.flatnonzero(np.abs(u) > 1e-6)[0]])
     disp = u[: 3 * n].reshape(n, 3)
@@ -339,8 +348,8 @@ def _per_atom(setting: Setting, target: Target, mask: int, seed: int):
 
 
 def symmetry_breaking_set(structure, target, max_l: int = 4, symprec: float = 1e-3,
-                          angle_tolerance: float = -1.0, seed: int = 0,
-                          channels: list | None = None) -> SymmetryBreakingSet:
+                          angle_tolerance: float = -1.0, seed: int = 0, channels: list | None = None,
+                          per_atom: bool | None = None, weights: dict | None = None) -> SymmetryBreakingSet:
     """Build the symmetry breaking set that breaks G to ``target``.
 
     Args:
@@ -350,6 +359,10 @@ def symmetry_breaking_set(structure, target, max_l: int = 4, symprec: float = 1e
         max_l: largest O(3) degree l searched for global objects.
         seed: seed of the fixed generic vector the object is drawn from.
         channels: ``distortion_channels`` of the setting when already computed.
+        per_atom: per-atom objects also for a target that keeps every translation
+            (None: only for one that breaks a translation).
+        weights: for a coupled target (:attr:`Target.components`), the relative size of
+            each channel's component in the object, by channel label (per-atom objects).
 
     Raises:
         SBSInputError: unknown or ambiguous target, the whole group, or no object up to
@@ -363,7 +376,7 @@ def symmetry_breaking_set(structure, target, max_l: int = 4, symprec: float = 1e
         raise SBSInputError(f"the target is the whole symmetry group {setting.parent.schoenflies}: nothing to break")
     channels = distortion_channels(setting) if channels is None else channels
     t = target if isinstance(target, Target) else None
-    if setting.keeps_translations(mask):
+    if setting.keeps_translations(mask) and not per_atom:
         irreps, objects, cosets, stabs, labels, reach = _global(setting, mask, channels, max_l, seed)
         if t is None:
             t = make_target(setting, mask, reach)
@@ -373,7 +386,7 @@ def symmetry_breaking_set(structure, target, max_l: int = 4, symprec: float = 1e
         if t is None:
             t = make_target(setting, mask, tuple(c.label for c in channels
                                                  if reaches(representation_on(setting, c), setting.group, mask)))
-        irreps, objects, cosets, stabs = _per_atom(setting, t, mask, seed)
-        labels = t.channels
+        irreps, objects, cosets, stabs = _per_atom(setting, t, mask, seed, weights)
+        labels = t.channels or tuple(label for label, _, _ in t.components)
     return SymmetryBreakingSet(setting=setting, target=t, irreps=irreps, objects=objects,
                                coset_representatives=cosets, stabilizers=stabs, channels=labels)

@@ -134,7 +134,7 @@ def isotypic_components(rho: np.ndarray, seed: int = 0, eig_tol: float = 1e-7,
 
 def point_character(setting: Setting, chi: np.ndarray) -> np.ndarray:
     """χ on the parent's point group, for a channel the pure translations fix."""
-    first = np.zeros(setting.parent.order, dtype=int)
+    first = np.zeros(len(setting.point_group_matrices), dtype=int)
     for g in range(setting.order - 1, -1, -1):
         first[setting.point_index[g]] = g
     return chi[first]
@@ -150,7 +150,7 @@ def distortion_channels(structure, seed: int = 0) -> list[DistortionChannel]:
     rho = setting.representation
     tol = (1e-7, 1e-6) if setting.supercell is None else (1e-8, 1e-5)
     n = len(setting.atoms)
-    mats = setting.parent.point_group_matrices
+    mats = setting.point_group_matrices
     o3_chars = {ir: character(ir, mats) for ir in irreps_list(6)}
     inversion = next((g for g in range(setting.order) if np.allclose(setting.rotations[g], -np.eye(3))
                       and (setting.translations_frac is None or np.abs(setting.translations_frac[g]).max() < 1e-9)),
@@ -203,7 +203,7 @@ def _kstar(setting: Setting, chi: np.ndarray) -> list[np.ndarray]:
     if setting.supercell is None:
         return [np.zeros(3)]
     T = setting.pure_translations
-    tpar = setting.translations[T] @ np.linalg.inv(np.asarray(setting.parent.atoms.cell))
+    tpar = setting.translations_frac[T] @ setting.supercell  # in the parent's lattice basis
     star = []
     for k in commensurate_kpoints(setting.supercell):
         w = np.cos(2 * np.pi * tpar @ k)
