@@ -25,10 +25,12 @@ from ase_sbs.setting import (
 from .conftest import EXAMPLES, random_orthogonal, transform
 
 
-def tilt_pattern(atoms, omega):
+def tilt_pattern(atoms, omega, in_phase=False):
     """Octahedral rotations by hand: Ti at the cube centres, each O moves by
     ω_n × (x_O − x_Ti(n)) with ω_n = ω (−1)^(n_x + n_y + n_z) alternating from cell to cell
-    (a^0a^0c^- for ω ∥ z, a^-a^-c^0 for ω ∥ [110], a^-a^-a^- for ω ∥ [111])."""
+    (a^0a^0c^- for ω ∥ z, a^-a^-c^0 for ω ∥ [110], a^-a^-a^- for ω ∥ [111]); with
+    ``in_phase`` each component ω_a alternates only across the axes other than a (the same
+    sense in every cell along a: a^0a^0c^+ for ω ∥ z)."""
     cell = np.asarray(atoms.cell)
     a = cell[0, 0] / 2  # 2x2x2 of a cubic cell
     ti = [i for i, s in enumerate(atoms.get_chemical_symbols()) if s == "Ti"]
@@ -40,8 +42,11 @@ def tilt_pattern(atoms, omega):
         d -= np.round(d @ np.linalg.inv(cell)) @ cell
         j = ti[int(np.argmin(np.linalg.norm(d, axis=1)))]
         n = np.floor(atoms.positions[j] / a + 1e-6).astype(int)
-        sign = (-1) ** int(n.sum())
-        disp[i] = sign * np.cross(omega, -d[np.argmin(np.linalg.norm(d, axis=1))])
+        if in_phase:
+            w = np.array([omega[k] * (-1) ** int(n.sum() - n[k]) for k in range(3)])
+        else:
+            w = omega * (-1) ** int(n.sum())
+        disp[i] = np.cross(w, -d[np.argmin(np.linalg.norm(d, axis=1))])
     return disp
 
 

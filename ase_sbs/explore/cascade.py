@@ -8,9 +8,11 @@ channels lead further down. The unstable ones are explored as at the root — th
 maximal isotropy subgroups, and the coupled order parameters of their pairs — and every
 phase found below the phase is explored in turn, to ``max_depth`` levels.
 
-Nodes are the root and every distinct phase: a phase reached by several routes (same
-space group, cell multiplication and energy within ``energy_tol``) is one node, with
-every route recorded. Energies (per formula unit) and domain variants count against the
+Nodes are the root and every distinct phase: a phase reached by several routes is one
+node, with every route recorded — same energy within ``energy_tol`` and either the same
+space group and cell multiplication or the same distortion up to G within
+``MERGE_TOL`` Å (a relaxation inside a subgroup that ends a little off a higher-symmetry
+phase is that phase; the node keeps the name of the higher symmetry). Energies (per formula unit) and domain variants count against the
 root. The lowest local minimum is the ground state in this setting: what a larger
 supercell or another k-point would allow is beyond it.
 """
@@ -24,7 +26,7 @@ from ase import Atoms
 from ..core.symmetry import crystal_point_group_matrices, detect_symmetry
 from ..setting.channels import distortion_channels
 from ..setting.isotropy import coupled_targets, isotropy_subgroups
-from .classify import stabilizer
+from .classify import same_phase, stabilizer
 from .levels import (
     Level,
     Reference,
@@ -33,6 +35,8 @@ from .levels import (
     channel_weights,
     explore_level,
 )
+
+MERGE_TOL = 0.03  # Å
 
 
 @dataclass
@@ -114,9 +118,10 @@ def cascade_tree(root: Level, run: Run, max_depth: int = 3) -> Tree:
     while queue:
         phase, from_id, depth = queue.pop(0)
         route = {"from": from_id, "target": phase.target, "targets": phase.targets, "channels": phase.channels}
-        same = next((n for n in nodes if n.spacegroup_number == phase.spacegroup_number
-                     and n.cell_multiplication == phase.cell_multiplication
-                     and abs(n.energy_per_atom_eV - phase.energy_per_atom_eV) < s.energy_tol), None)
+        same = next((n for n in nodes if abs(n.energy_per_atom_eV - phase.energy_per_atom_eV) < s.energy_tol
+                     and ((n.spacegroup_number, n.cell_multiplication) == (phase.spacegroup_number,
+                                                                           phase.cell_multiplication)
+                          or same_phase(parent, n.atoms, phase.atoms, MERGE_TOL))), None)
         if same is not None:
             if all(r["from"] != from_id for r in same.routes):
                 same.routes.append(route)

@@ -132,6 +132,23 @@ def stabilizer(setting: Setting, structure: Atoms, tol: float) -> int:
     return setting.group.generate(keep)
 
 
+def same_phase(setting: Setting, a: Atoms, b: Atoms, tol: float) -> bool:
+    """True when the distortions of ``a`` and ``b`` (both in the setting's cell, its atoms
+    in order) are one G-orbit within ``tol`` Å: some g maps b's onto a's, every atom and
+    the strain (times the cell's largest length) within ``tol``. It tells apart phases
+    better than space groups where a relaxation ends a little off a higher symmetry."""
+    ua, ea = distortion(setting, a)
+    ub, eb = distortion(setting, b)
+    scale = max(setting.atoms.cell.lengths()) if setting.periodic else 0.0
+    for g in range(setting.order):
+        R = setting.rotations[g]
+        if np.abs(R @ eb @ R.T - ea).max() * scale > tol:
+            continue
+        if np.abs(setting.act(g, ub) - ua).max() <= tol:
+            return True
+    return False
+
+
 def variant_image(atoms: Atoms, parent: Symmetry, op_index: int) -> Atoms:
     """The structure mapped by the parent's operation ``op_index`` (R, t), in a cell
     basis aligned with the parent's."""
@@ -172,5 +189,5 @@ def variants(setting: Setting, structure: Atoms, tol: float) -> tuple[int, list[
 
 
 __all__ = ["CLASSIFY_LADDER", "classify", "relaxation_status", "cell_multiplication", "formula_units",
-           "max_displacement", "max_strain", "distortion", "stabilizer", "variants", "variant_image", "image",
+           "max_displacement", "max_strain", "distortion", "stabilizer", "variants", "variant_image", "image", "same_phase",
            "group_name"]

@@ -31,9 +31,13 @@ def describe_tree(tree, supercell: bool = False) -> str:
         lines.append(f"{prefix}{branch}{node.name}{cell}  {1000 * node.delta_energy_per_formula_unit_eV:+.2f} meV/f.u."
                      f"  {node.n_variants} variant{'s' if node.n_variants != 1 else ''}{via}{also}")
         child_prefix = prefix + ("" if top else ("    " if last else "│   "))
-        note = _check(node) + ("" if node.explored or not node.unstable else "; not explored (depth limit)")
-        lines.append(f"{child_prefix}    {note}")
         kids = tree.children(node.id)
+        note = _check(node)
+        if node.unstable and not node.explored:
+            note += "; not explored (depth limit)"
+        elif node.unstable and not kids and not any(r["from"] == node.id for n in nodes for r in n.routes):
+            note += "; its relaxations found no phase below it"
+        lines.append(f"{child_prefix}    {note}")
         for i, kid in enumerate(kids):
             walk(kid, child_prefix, i == len(kids) - 1, False)
 
@@ -65,7 +69,8 @@ def plot_tree(tree, title: str, path: str) -> None:
     fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * (max(n.depth for n in nodes) + 2) + 0.4 * len(nodes)), 4.4))
     for n in nodes:
         for r in n.routes:
-            ax.plot([x[r["from"]], x[n.id]], [y[r["from"]], y[n.id]], color="0.7", linewidth=1, zorder=1)
+            ax.annotate("", xy=(x[n.id], y[n.id]), xytext=(x[r["from"]], y[r["from"]]), zorder=1,
+                        arrowprops=dict(arrowstyle="-|>", color="0.6", lw=1, shrinkA=5, shrinkB=5))
     for n in nodes:
         filled = bool(n.local_minimum)
         ax.scatter([x[n.id]], [y[n.id]], s=60, zorder=3, color="tab:blue" if filled else "white",
@@ -74,6 +79,10 @@ def plot_tree(tree, title: str, path: str) -> None:
             ax.scatter([x[n.id]], [y[n.id]], s=220, zorder=2, facecolors="none", edgecolors="tab:red", linewidths=1.5)
         ax.annotate(n.name, (x[n.id], y[n.id]), textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax.set_xticks([2.0 * d for d in sorted(depth_rank)], [f"level {d}" for d in sorted(depth_rank)])
+    ax.scatter([], [], s=60, color="tab:blue", label="local minimum in the setting")
+    ax.scatter([], [], s=60, color="white", edgecolors="tab:blue", label="unstable (a channel with κ < 0)")
+    ax.scatter([], [], s=160, facecolors="none", edgecolors="tab:red", label="ground state")
+    ax.legend(fontsize=7, loc="upper right", frameon=False)
     ax.set_ylabel("ΔE (meV per formula unit)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
