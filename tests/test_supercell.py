@@ -164,6 +164,32 @@ def test_per_atom_objects_have_exact_stabilizers_and_orbits(group, tilt):
         assert any(np.abs(m + B.objects[0]).max() < 1e-9 for m in moved)
 
 
+def test_strain_becomes_a_2e_object_on_every_atom(group, channels):
+    """A strain order parameter in per-atom form: ε's traceless part in e3nn's 2e basis
+    (rotating with D²(R) as ε → R ε Rᵀ), the same on every atom, with the stabilizer of
+    the strain (P4/mmm for the tetragonal Eg strain: 3 variants)."""
+    import torch
+    from e3nn import o3
+
+    from ase_sbs.sbs.sets import strain_2e
+
+    rng = np.random.default_rng(3)
+    eps = rng.standard_normal((3, 3))
+    eps = eps + eps.T
+    for _ in range(5):
+        R = random_orthogonal(rng, improper=bool(rng.integers(2)))
+        D = o3.Irreps("2e").D_from_matrix(torch.as_tensor(R)).numpy()
+        assert np.allclose(strain_2e(R @ eps @ R.T), D @ strain_2e(eps), atol=1e-10)
+    assert np.allclose(strain_2e(np.eye(3)), 0.0, atol=1e-12)  # a volume change has no 2e part
+
+    eg = next(c for c in channels if c.label == "Γ-Eg")
+    K = next(t for t in isotropy_subgroups(group, eg) if t.spacegroup_number == 123)
+    B = symmetry_breaking_set(group, K, per_atom=True)
+    assert B.irreps == "2e" and len(B) == 3 == K.index
+    assert np.allclose(B.objects[0], B.objects[0][:1])  # one strain, every atom
+    assert set(B.stabilizer_of(B.objects[0])) == set(K.elements)
+
+
 def _match_atoms(a, b):
     """perm with b[perm[i]] at the position of a[i] (mod b's lattice)."""
     cell = np.asarray(b.cell)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from .analysis import summary_of_dict
+
 
 def _check(node) -> str:
     """The curvature check of a node: its unstable channels, or the lowest curvature."""
@@ -48,6 +50,11 @@ def describe_tree(tree, supercell: bool = False) -> str:
                      f", {g.n_variants} variant{'s' if g.n_variants != 1 else ''}")
     else:
         lines.append("ground state in this setting: none found (the depth limit left the lowest phases unchecked)")
+    decomposed = [n for n in nodes[1:] if n.modes]
+    if decomposed:
+        lines += ["", "symmetry modes of each phase of the tree against the root (primary and secondary order "
+                  "parameters)"]
+        lines += [f"  {n.name}: {summary_of_dict(n.modes)}" for n in decomposed]
     return "\n".join(lines)
 
 

@@ -283,10 +283,10 @@ def _global(setting: Setting, mask: int, channels, max_l: int, seed: int):
 def strain_2e(eps: np.ndarray) -> np.ndarray:
     """The l = 2 (traceless) part of a symmetric 3x3 tensor in e3nn's ``2e`` basis."""
     import torch
-    from e3nn import o3
+    from e3nn.io import CartesianTensor
 
     with float64_default():
-        ct = o3.CartesianTensor("ij=ji")
+        ct = CartesianTensor("ij=ji")
         v = ct.from_cartesian(torch.as_tensor(eps, dtype=torch.float64)).numpy()
     return v[1:]  # ct is 0e + 2e
 
