@@ -109,6 +109,29 @@ def test_an_interrupted_cascade_resumes_from_its_finished_relaxations(bcc_cascad
         assert a.energy_per_atom_eV == pytest.approx(b.energy_per_atom_eV, abs=1e-8)
 
 
+def test_resume_does_not_depend_on_the_last_digits_of_stored_structures(bcc_cascade, tmp_path):
+    """A structure read back from disk differs from the one in memory in its last digits
+    (extxyz keeps 8 decimals); keys derive from the relaxation that produced a structure,
+    so moving every stored structure by 1e-7 Å still reuses every relaxation."""
+    ex, out = bcc_cascade
+    store = out / "store"
+    copy = tmp_path / "store"
+    for sub in ("relaxations", "channels"):
+        (copy / sub).mkdir(parents=True)
+        for f in os.listdir(store / sub):
+            (copy / sub / f).write_bytes((store / sub / f).read_bytes())
+    for f in os.listdir(copy / "relaxations"):
+        if f.endswith(".extxyz"):
+            atoms = read(copy / "relaxations" / f)
+            atoms.positions += 1e-7 * np.random.default_rng(0).standard_normal(atoms.positions.shape)
+            atoms.write(copy / "relaxations" / f)
+    n = len([f for f in os.listdir(store / "relaxations") if f.endswith(".json")])
+    again = break_symmetry(read(EXAMPLES / "Cu_bcc.cif"), calc="emt", cascade=True, out=str(copy), progress=False)
+    assert again.reused == n
+    assert sorted(os.listdir(copy / "channels")) == sorted(os.listdir(store / "channels"))
+    assert [n.name for n in again.tree.nodes] == [n.name for n in ex.tree.nodes]
+
+
 def test_max_depth_must_be_a_positive_number_of_levels():
     with pytest.raises(SBSInputError, match="max_depth"):
         break_symmetry(bulk("Cu", "fcc", a=3.6), calc="emt", cascade=True, max_depth=0, progress=False)

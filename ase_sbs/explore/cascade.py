@@ -135,7 +135,8 @@ def cascade_tree(root: Level, run: Run, max_depth: int = 3) -> Tree:
         nodes.append(node)
         K = stabilizer(parent, phase.atoms, s.classify_symprec)
         sub = parent.restricted(K, phase.atoms)
-        channels = channel_curvatures(sub, distortion_channels(sub), run.potential, s, run.store, run.progress)
+        channels = channel_curvatures(sub, distortion_channels(sub), phase.relaxation_key, run.potential, s, run.store,
+                                      run.progress)
         node.curvatures, node.unstable = _curvatures(channels)
         node.local_minimum = not node.unstable
         if not node.unstable or depth >= max_depth:
@@ -150,7 +151,8 @@ def cascade_tree(root: Level, run: Run, max_depth: int = 3) -> Tree:
         targets += [t for t in coupled_targets(sub, unstable) if t.mask not in seen]
         found = detect_symmetry(phase.atoms, symprec=s.classify_symprec)
         reference = Reference(phase.name, phase.spacegroup_number, phase.point_group,
-                              len(crystal_point_group_matrices(found)), phase.energy_per_atom_eV)
+                              len(crystal_point_group_matrices(found)), phase.energy_per_atom_eV,
+                              phase.relaxation_key)
         level = explore_level(sub, channels, targets, reference, run, channel_weights(channels))
         node.explored = True
         queue += [(ph, node.id, depth + 1) for ph in level.phases if ph.spontaneous]

@@ -35,7 +35,7 @@ from .classify import (
 )
 from .plans import MemberPlan, member_job, member_plans
 from .results import ExploreSettings, Phase, Relaxation, record
-from .store import Store, digest, safe_name, structure_digest
+from .store import Store, digest, safe_name
 
 
 @dataclass
@@ -58,13 +58,18 @@ class Run:
 
 @dataclass(frozen=True)
 class Reference:
-    """The structure a level starts from: its group's type and its energy (eV/atom)."""
+    """The structure a level starts from: its group's type, its energy (eV/atom), and
+    ``key``, what identifies it in the store (the key of the relaxation that produced
+    it, with the setting at the root). Keys of the level's own results derive from it,
+    not from the structure's coordinates, so a rerun that reads a structure back from
+    disk (rounded) or relaxes it again (a different batch) finds the same keys."""
 
     name: str
     spacegroup_number: int | None
     point_group: str
     point_group_order: int
     energy_per_atom: float
+    key: str
 
 
 @dataclass
@@ -86,7 +91,7 @@ def explore_level(setting: Setting, channels: list, targets: list, reference: Re
     """Relax every target of a level and classify the results (module docstring).
     ``weights`` sizes the components of coupled targets' objects by channel."""
     s = run.settings
-    base = digest(run.potential.name, asdict(s), structure_digest(setting.atoms), setting.order)
+    base = digest(run.potential.name, asdict(s), reference.key, setting.order)
     plans: list[MemberPlan] = []
     for t in targets:
         B = symmetry_breaking_set(setting, t, max_l=s.max_l, channels=channels, per_atom=True if t.coupled else None,
@@ -100,7 +105,7 @@ def explore_level(setting: Setting, channels: list, targets: list, reference: Re
                f"{'' if plan.sign > 0 else 'neg'}-{base}")
         rec = run.store.load(key)
         if rec is not None:
-            relaxations[i] = Relaxation(**rec)
+            relaxations[i] = Relaxation(**{**rec, "key": key})
             bar.update(1)
         elif not plan.active:
             relaxations[i] = _inactive(plan, reference)
@@ -110,7 +115,7 @@ def explore_level(setting: Setting, channels: list, targets: list, reference: Re
 
     def done(k, result):
         i, key, plan = pending[k]
-        r = _relaxation(plan, result, reference, setting, s)
+        r = _relaxation(plan, result, reference, setting, s, key)
         run.store.save(key, record(r), r.atoms)
         relaxations[i] = r
         bar.update(1)
@@ -138,8 +143,9 @@ def _inactive(plan: MemberPlan, reference: Reference) -> Relaxation:
                       atoms=atoms)
 
 
-def _relaxation(plan: MemberPlan, result, reference: Reference, setting: Setting, s: ExploreSettings) -> Relaxation:
-    """Classify a finished member relaxation."""
+def _relaxation(plan: MemberPlan, result, reference: Reference, setting: Setting, s: ExploreSettings,
+                key: str) -> Relaxation:
+    """Classify a finished member relaxation (saved under ``key``)."""
     factors = s.factors
     steps = {f"lambda_x{f:g}": n for f, n in zip(factors, result.steps)}
     steps["release"] = result.steps[-1]
@@ -161,7 +167,7 @@ def _relaxation(plan: MemberPlan, result, reference: Reference, setting: Setting
         steps=steps, converged=bool(result.converged[-1]), max_displacement_A=max_displacement(start, atoms),
         max_strain=max_strain(start, atoms), field_spacegroup=field_sg,
         cell_multiplication=cell_multiplication(found, len(setting.parent.atoms)) if setting.periodic else 1,
-        atoms=atoms)
+        key=key, atoms=atoms)
 
 
 def _phases(plans: list[MemberPlan], relaxations: list[Relaxation], reference: Reference, run: Run) -> list[Phase]:
@@ -196,7 +202,7 @@ def _phases(plans: list[MemberPlan], relaxations: list[Relaxation], reference: R
             lattice=[float(x) for x in structure.cell.cellpar()] if structure.pbc.all() else None,
             max_displacement_A=r.max_displacement_A, steps=int(sum(r.steps.values())), atoms=structure,
             variants=images, cell_multiplication=r.cell_multiplication,
-            channels=sorted({c for k in g for c in relaxations[k].channels})))
+            channels=sorted({c for k in g for c in relaxations[k].channels}), relaxation_key=r.key))
     phases.sort(key=lambda p: p.delta_energy_per_atom_eV)
     attach_modes(phases, run)
     return phases
@@ -217,10 +223,11 @@ def attach_modes(phases: list[Phase], run: Run) -> None:
             ph.modes = {"error": str(exc)}
 
 
-def channel_curvatures(setting: Setting, channels: list, pot: Potential, s: ExploreSettings, store: Store,
-                       progress: bool = False) -> list:
-    """Every channel with its curvature at the relaxed parent (from the store when known)."""
-    key = f"curvatures-{digest(pot.name, s.curvature_step, structure_digest(setting.atoms), setting.order)}"
+def channel_curvatures(setting: Setting, channels: list, origin: str, pot: Potential, s: ExploreSettings,
+                       store: Store, progress: bool = False) -> list:
+    """Every channel with its curvature at the relaxed parent (from the store when known;
+    ``origin`` is the :attr:`Reference.key` of the structure)."""
+    key = f"curvatures-{digest(pot.name, s.curvature_step, origin, setting.order)}"
     known = store.load_data(key) or {}
     calc = torch_energy(pot.calc) or pot.calc
     out = []

@@ -159,7 +159,8 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
     runner = make_runner(engine, pot, device, engine_options)
     parent = relax_parent(setting0, pot, s, store, runner)
     setting = setting0.rescaled(parent.atoms)
-    channels = channel_curvatures(setting, channels0, pot, s, store, progress)
+    root_key = digest(parent.key, setting.order, None if setting.supercell is None else setting.supercell.tolist())
+    channels = channel_curvatures(setting, channels0, root_key, pot, s, store, progress)
     target_list = select_targets(setting, channels, targets, kpoint, isotropy)
     if isinstance(targets, str) and targets == "auto":
         target_list += coupled_targets(setting, [c for c in channels if c.unstable and _selected(c, setting, kpoint)])
@@ -167,7 +168,7 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
               root_k0_channels=channels if setting.supercell is None else distortion_channels(setting.parent),
               formula_unit_atoms=parent.natoms / parent.formula_units, progress=progress)
     reference = Reference(parent.name, parent.spacegroup_number, parent.point_group,
-                          len(crystal_point_group_matrices(setting.parent)), parent.energy_per_atom)
+                          len(crystal_point_group_matrices(setting.parent)), parent.energy_per_atom, root_key)
     level = explore_level(setting, channels, target_list, reference, run, channel_weights(channels))
     tree = cascade_tree(level, run, max_depth) if cascade else None
     return Exploration(parent=parent, phases=level.phases, relaxations=level.relaxations, potential=pot.name,
@@ -194,7 +195,7 @@ def relax_parent(setting: Setting, pot: Potential, s: ExploreSettings, store: St
     rec = store.load(key)
     if rec is not None:
         atoms = rec.pop("atoms")
-        result = ParentResult(atoms=atoms, **rec)
+        result = ParentResult(**{**rec, "key": key}, atoms=atoms)
         _warn_if_noisy(pot, result.force_noise_eV_A, s)
         return result
     from ..analysis.diagnostics import equivariance_error
@@ -213,7 +214,7 @@ def relax_parent(setting: Setting, pot: Potential, s: ExploreSettings, store: St
     result = ParentResult(spacegroup_number=sym.spacegroup_number, spacegroup_symbol=sym.spacegroup_symbol,
                           point_group=sym.schoenflies, energy_eV=res.energy, natoms=len(atoms),
                           formula_units=formula_units(atoms), atoms=atoms, steps=res.steps[0],
-                          force_noise_eV_A=noise)
+                          force_noise_eV_A=noise, key=key)
     store.save(key, record(result), atoms)
     return result
 

@@ -100,6 +100,7 @@ class Relaxation:
     field_spacegroup: str | None = None
     channels: list = field(default_factory=list)
     cell_multiplication: int = 1
+    key: str | None = None  # its record in the output directory: relaxations/<key>.json
     atoms: Atoms | None = field(default=None, repr=False)
 
     @property
@@ -136,6 +137,7 @@ class Phase:
     cell_multiplication: int = 1
     channels: list = field(default_factory=list)
     status: str = "broken"
+    relaxation_key: str | None = None  # the relaxation it was taken from (relaxations/<key>.json)
 
     @property
     def name(self) -> str:
@@ -155,6 +157,7 @@ class ParentResult:
     atoms: Atoms = field(repr=False)
     steps: int = 0
     force_noise_eV_A: float = 0.0  # the potential's symmetry noise at the parent (diagnostics)
+    key: str | None = None  # its record in the output directory: relaxations/<key>.json
 
     @property
     def energy_per_atom(self) -> float:

@@ -54,7 +54,7 @@ def srzro3():
 @pytest.fixture(scope="module")
 def srzro3_cascade(srzro3, sevennet, tmp_path_factory):
     out = tmp_path_factory.mktemp("srzro3_cascade")
-    return break_symmetry(srzro3, sevennet, supercell=(2, 2, 2), cascade=True, out=str(out), progress=False)
+    return break_symmetry(srzro3, "7net-0", supercell=(2, 2, 2), cascade=True, out=str(out), progress=False)
 
 
 @pytest.fixture(scope="module")
