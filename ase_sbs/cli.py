@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("detect", help="symmetry, distortion channels and candidate targets of a structure")
     _add_common(p)
+    p.add_argument("--supercell", type=int, nargs="+", metavar="N",
+                   help="the channels of this supercell of the given cell (three integers or nine) and each "
+                   "channel's isotropy subgroups")
+    p.add_argument("--kpoint", help="with --supercell (or alone: the smallest supercell holding it): only channels "
+                   "at this k-star (R, M, X, G or 'kx ky kz')")
+    p.add_argument("--max-fixed-dim", type=int, default=1, metavar="D",
+                   help="list isotropy subgroups whose order parameter has at most D free parameters (default 1)")
     p = sub.add_parser("sbs", help="the symmetry breaking set for a target (or for every candidate target)")
     _add_common(p)
     p.add_argument("--target", "-t", help="target subgroup: point group (C4v, 4mm), space group (P4mm, 99); "
@@ -98,11 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=400, help="optimizer step budget per stage (default 400)")
     p.add_argument("--symprec", type=float, default=1e-3, help="distance tolerance in Å (default 1e-3)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--supercell", type=int, nargs=3, metavar="N",
-                   help="beyond k = 0: run on this supercell of the given cell (e.g. 2 2 2; a conventional cell is "
-                   "reduced to its primitive parent first)")
+    p.add_argument("--supercell", type=int, nargs="+", metavar="N",
+                   help="beyond k = 0: run on this supercell of the given cell: three integers (2 2 2) or the nine "
+                   "of a matrix, rows first (1 1 0 -1 1 0 0 0 2); a conventional cell is reduced to its primitive "
+                   "parent first")
     p.add_argument("--kpoint", help="beyond k = 0: only channels at this k-star: R, M, X, G or 'kx ky kz' "
                    "(picks the supercell when --supercell is not given)")
+    p.add_argument("--cascade", action="store_true",
+                   help="from every phase found, explore its own unstable channels in the same setting, down to "
+                   "--max-depth levels; prints the tree, writes phase_tree.png and the ground state")
+    p.add_argument("--max-depth", type=int, default=3, metavar="N", help="levels of the cascade (default 3)")
     p = sub.add_parser("bench", help="wall time of explore: ASE path vs batched engine vs the model-only floor")
     _add_input(p)
     p.add_argument("--calc", default="auto", help="potential (as for explore)")
@@ -196,29 +208,43 @@ def _check_potential(args) -> int:
 def _explore(args) -> int:
     import os
 
+    from .core.files import write_json
     from .explore.protocol import break_symmetry
     from .report.exploration import describe_exploration, write_exploration
-    from .core.files import write_json
 
     atoms = _read(args.file, args.index)
-    out = args.out or os.path.splitext(os.path.basename(args.file))[0] + "_sbs"
-    if args.supercell and min(args.supercell) < 1:
-        raise SBSInputError("--supercell takes three positive integers")
+    out = args.out = args.out or os.path.splitext(os.path.basename(args.file))[0] + "_sbs"
+    supercell = _supercell(args.supercell)
     ex = break_symmetry(
         atoms, calc=args.calc, targets=args.targets, mode=args.mode, cell=args.cell, out=out,
         progress=not args.no_progress and sys.stderr.isatty(), device=args.device,
-        supercell=args.supercell, kpoint=args.kpoint,
+        supercell=supercell, kpoint=args.kpoint,
         seed_force=args.seed_force, release_fmax=args.fmax, max_steps=args.max_steps, symprec=args.symprec,
         all_variants=args.all_variants, engine=args.engine, engine_options=_engine_options(args),
+        cascade=args.cascade, max_depth=args.max_depth,
     )
     data = write_exploration(ex, out)
     if args.json != "-":
         print(describe_exploration(ex))
+        tree = f", {os.path.join(out, 'phase_tree.png')}, {os.path.join(out, 'tree')}/" if ex.tree is not None else ""
         print(f"\nwritten: {os.path.join(out, 'explore.json')}, {os.path.join(out, 'energies.png')}, "
-              f"{os.path.join(out, 'phases')}/")
+              f"{os.path.join(out, 'phases')}/{tree}")
     if args.json:
         write_json(data, args.json)
     return 0
+
+
+def _supercell(values):
+    """--supercell: None, three positive integers, or a 3x3 matrix (nine integers, rows first)."""
+    if not values:
+        return None
+    if len(values) == 3:
+        if min(values) < 1:
+            raise SBSInputError("--supercell takes three positive integers or the nine integers of a matrix")
+        return tuple(values)
+    if len(values) == 9:
+        return [values[0:3], values[3:6], values[6:9]]
+    raise SBSInputError(f"--supercell takes three integers or nine (a 3x3 matrix, rows first), got {len(values)}")
 
 
 def _engine_options(args) -> dict:
@@ -269,7 +295,10 @@ def _detect(args) -> int:
     from .setting.isotropy import candidate_targets
     from .setting.setting import k0_setting
 
-    sym = detect_symmetry(_read(args.file, args.index), symprec=args.symprec, angle_tolerance=args.angle_tolerance)
+    atoms = _read(args.file, args.index)
+    if args.supercell or args.kpoint:
+        return _detect_setting(args, atoms)
+    sym = detect_symmetry(atoms, symprec=args.symprec, angle_tolerance=args.angle_tolerance)
     channels = distortion_channels(sym)
     targets = candidate_targets(sym, channels=channels)
     if args.json != "-":
@@ -279,6 +308,34 @@ def _detect(args) -> int:
         data["channels"] = [channel_dict(c) for c in channels]
         data["candidate_targets"] = [target_dict(t, k0_setting(sym)) for t in targets]
         write_json(data, args.json)
+    return 0
+
+
+def _detect_setting(args, atoms) -> int:
+    """``detect --supercell/--kpoint``: the supercell setting, its channels and their
+    isotropy subgroups."""
+    from .core.files import write_json
+    from .explore.protocol import setting_of
+    from .report.structures import describe_setting_channels
+    from .setting.channels import channel_matches_kpoint, distortion_channels
+    from .setting.isotropy import isotropy_subgroups
+    from .setting.kpoints import parse_kpoint
+
+    if args.max_fixed_dim < 1:
+        raise SBSInputError("--max-fixed-dim takes a positive number of free parameters")
+    setting = setting_of(atoms, _supercell(args.supercell), args.kpoint, args.symprec)
+    channels = distortion_channels(setting)
+    if args.kpoint:
+        k = parse_kpoint(args.kpoint)
+        channels = [c for c in channels if channel_matches_kpoint(c, k, setting)]
+    isotropy = {c.label: isotropy_subgroups(setting, c, max_fixed_dim=args.max_fixed_dim) for c in channels}
+    if args.json != "-":
+        print(describe_setting_channels(setting, channels, isotropy))
+    if args.json:
+        write_json({"parent": setting.parent.name(), "supercell": setting.supercell.tolist(),
+                    "group_order": setting.order,
+                    "channels": [{**c.as_dict(), "isotropy_subgroups": [t.as_dict() for t in isotropy[c.label]]}
+                                 for c in channels]}, args.json)
     return 0
 
 
@@ -331,6 +388,11 @@ def main(argv=None) -> int:
         return 2
     except BrokenPipeError:  # e.g. piped into head
         return 0
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None)
+        saved = f"; finished relaxations are saved in {out}/ and the same command resumes" if out else ""
+        print(f"ase-sbs: interrupted{saved}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

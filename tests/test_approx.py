@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from ase_sbs.analysis.approx import symmetry_levels
-from ase_sbs.cli import main
 from ase_sbs.analysis.modes import decompose
+from ase_sbs.cli import main
 
 from .conftest import random_orthogonal, transform
 

@@ -9,7 +9,7 @@ from ase.filters import FrechetCellFilter
 from ase.md.verlet import VelocityVerlet
 from ase.optimize import BFGS
 
-from ase_sbs import SBSInputError, SBSCalculator, detect_symmetry, symmetry_breaking_set
+from ase_sbs import SBSCalculator, SBSInputError, detect_symmetry, symmetry_breaking_set
 from ase_sbs.bias import evaluate_bias
 from ase_sbs.core.symmetrizer import Symmetrizer
 

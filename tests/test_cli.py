@@ -132,3 +132,16 @@ def test_explore_field_mode_on_a_stable_parent(tmp_path, capsys):
     assert data["stable"] and data["phases"] == []
     assert {r["field_spacegroup"] for r in data["relaxations"]} == {"I4/mmm"}
     assert {r["status"] for r in data["relaxations"]} == {"returned"}
+
+
+def test_detect_lists_the_isotropy_subgroups_of_a_supercells_channels(capsys):
+    argv = ["detect", str(EXAMPLES / "SrTiO3_cubic.cif"), "--supercell", "2", "2", "2", "--kpoint", "R"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "|G| = 384" in text and "I4/mcm (140) [6] x2; R-3c (167) [8] x2; Imma (74) [12] x2" in text
+    assert main(argv + ["--json", "-"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["group_order"] == 384 and {c["kstar"][0][0] for c in data["channels"]} == {"1/2"}
+    tilts = [c for c in data["channels"]
+             if {t["spacegroup_symbol"] for t in c["isotropy_subgroups"]} == {"I4/mcm", "R-3c", "Imma"}]
+    assert len(tilts) == 1 and all(t["cell_multiplication"] == 2 for t in tilts[0]["isotropy_subgroups"])

@@ -3,8 +3,8 @@
 import numpy as np
 from ase.calculators.emt import EMT
 
-from ase_sbs.cli import main
 from ase_sbs.analysis.diagnostics import equivariance_error
+from ase_sbs.cli import main
 
 from .conftest import EXAMPLES
 

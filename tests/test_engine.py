@@ -12,15 +12,19 @@ from ase.calculators.emt import EMT
 from ase.filters import FrechetCellFilter
 from ase.optimize import FIRE
 
-from ase_sbs import SBSInputError, break_symmetry, detect_symmetry, symmetry_breaking_set
-from ase_sbs.potentials.batched import Graphs, radius_graph
+from ase_sbs import (
+    SBSInputError,
+    break_symmetry,
+    detect_symmetry,
+    symmetry_breaking_set,
+)
 from ase_sbs.bias import BiasDescriptor, evaluate_bias
-from ase_sbs.core.symmetrizer import BatchSymmetrizer
+from ase_sbs.core.symmetrizer import BatchSymmetrizer, Symmetrizer
+from ase_sbs.potentials.batched import Graphs, radius_graph
 from ase_sbs.relax.engine import CPU_BATCH_ATOMS, BatchLimits, Engine, batch_bias, relax
 from ase_sbs.relax.jobs import RelaxJob, Stage
 from ase_sbs.relax.optimizers import FireParams
 from ase_sbs.relax.slots import Slot
-from ase_sbs.core.symmetrizer import Symmetrizer
 
 
 def quiet_relax(jobs, calc=None, **kw):

@@ -12,7 +12,12 @@ from ase.io import read
 
 from ase_sbs import SBSInputError
 from ase_sbs.core.groups import bits
-from ase_sbs.setting import distortion_channels, isotropy_subgroups, k0_setting, supercell_setting
+from ase_sbs.setting import (
+    distortion_channels,
+    isotropy_subgroups,
+    k0_setting,
+    supercell_setting,
+)
 
 from .conftest import EXAMPLES
 
@@ -98,3 +103,37 @@ def test_an_enumeration_beyond_its_limit_is_refused_naming_what_works(pm3m_222):
     widest = next(c for c in channels if c.label.startswith("X-d6"))
     with pytest.raises(SBSInputError, match="more than 3 classes.*--kpoint"):
         isotropy_subgroups(setting, widest, max_classes=3)
+
+
+def _channel_of(setting, channels, displacement):
+    q = np.concatenate([displacement.ravel(), np.zeros(6)])
+    hits = [c for c in channels if np.linalg.norm(c.basis.T @ q) > 0.999 * np.linalg.norm(q)]
+    assert len(hits) == 1
+    return hits[0]
+
+
+def test_coupled_tilts_and_polar_tilt_subgroups_match_the_tables(pm3m_222):
+    """ISOTROPY's COUPLED: the antiphase ⊕ in-phase tilts (R4+ ⊕ M3+, with Sr at the
+    origin R5− ⊕ M3+) give exactly the 14 coupled isotropy subgroups of the tables, Pnma
+    (a⁻a⁻c⁺) among them with index 24 and four parent cells; the polar mode ⊕ the
+    antiphase tilt (Γ4− ⊕ R4+) gives R3c, index 16, two cells."""
+    from ase_sbs.setting.isotropy import coupled_targets
+
+    from .test_supercell import tilt_pattern
+
+    setting, channels = pm3m_222
+    tilt = _channel_of(setting, channels, tilt_pattern(setting.atoms, np.array([0.0, 0.0, 0.05])))
+    in_phase = _channel_of(setting, channels, tilt_pattern(setting.atoms, np.array([0.0, 0.0, 0.05]), in_phase=True))
+    polar = next(c for c in channels if c.label == "Γ-T1u")
+    coupled = [t for t in isotropy_subgroups(setting, [tilt, in_phase], max_fixed_dim=None) if t.coupled]
+    ours = Counter((t.spacegroup_number, t.index, t.cell_multiplication) for t in coupled)
+    table = Counter((e["number"], e["index"], e["cell_multiplication"]) for e in REFERENCE["coupled"]["R4+ + M3+"]["entries"])
+    assert ours == table
+    pnma = [t for t in coupled if t.spacegroup_number == 62]
+    assert len(pnma) == 1 and pnma[0].index == 24 and pnma[0].cell_multiplication == 4
+    assert pnma[0].fixed_dimension == 2 and {d for _, _, d in pnma[0].components} == {1}
+    polar_tilt = [t for t in isotropy_subgroups(setting, [polar, tilt], max_fixed_dim=None) if t.coupled]
+    r3c = [t for t in polar_tilt if t.spacegroup_number == 161]
+    assert len(r3c) == 1 and (r3c[0].index, r3c[0].cell_multiplication) == (16, 2)
+    # the default coupled targets: one free parameter per channel, Pnma among them
+    assert 62 in {t.spacegroup_number for t in coupled_targets(setting, [tilt, in_phase])}

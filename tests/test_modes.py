@@ -4,11 +4,11 @@ and supercells, the beyond-k=0 remainder, molecules, and bad input."""
 import numpy as np
 import pytest
 
-from ase_sbs.cli import main
-from ase_sbs.errors import SBSInputError
 from ase_sbs.analysis.matching import parent_symmetry, strain_length
 from ase_sbs.analysis.modes import BEYOND_K0, decompose
+from ase_sbs.cli import main
 from ase_sbs.core.symmetry import detect_symmetry
+from ase_sbs.errors import SBSInputError
 from ase_sbs.setting import STRAIN_BASIS, distortion_channels
 
 from .conftest import random_orthogonal, transform

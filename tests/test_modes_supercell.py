@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 from ase.io import read
 
-from ase_sbs.setting import distortion_channels as supercell_channels
-from ase_sbs.setting import supercell_setting
 from ase_sbs.analysis.matching import parent_symmetry, strain_length
 from ase_sbs.analysis.modes import BEYOND_K0, decompose
-from ase_sbs.setting import STRAIN_BASIS, distortion_channels
+from ase_sbs.setting import STRAIN_BASIS, distortion_channels, supercell_setting
+from ase_sbs.setting import distortion_channels as supercell_channels
 
 from .conftest import EXAMPLES, random_orthogonal, transform
 from .test_supercell import tilt_pattern

@@ -16,7 +16,10 @@ nequip = pytest.importorskip("nequip")
 pytestmark = pytest.mark.usefixtures("nequip_dtype")  # NequIP data in float64 (tests/conftest.py)
 
 from nequip.data import AtomicDataDict, from_ase  # noqa: E402
-from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper, NeighborListTransform  # noqa: E402
+from nequip.data.transforms import (  # noqa: E402
+    ChemicalSpeciesToAtomTypeMapper,
+    NeighborListTransform,
+)
 from nequip.utils.global_state import set_global_state  # noqa: E402
 
 import ase_sbs.nequip as sn  # noqa: E402

@@ -115,7 +115,10 @@ def test_wrapping_checkpoint_and_package(artifacts, cu):
     """SBSBiasedModel around ModelFromCheckpoint and ModelFromPackage: λ = 0 is the loaded
     model itself (1e-10), λ > 0 adds E_sb (1e-8)."""
     from nequip.data import from_ase
-    from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper, NeighborListTransform
+    from nequip.data.transforms import (
+        ChemicalSpeciesToAtomTypeMapper,
+        NeighborListTransform,
+    )
     from nequip.model.saved_models import ModelFromCheckpoint
     from nequip.utils.global_state import set_global_state
 
@@ -211,10 +214,10 @@ def test_batch_sbs_target_evaluates_whole_batches(artifacts, batch_pt2, cu):
     from nequip.data import AtomicDataDict
 
     from ase_sbs import break_symmetry
-    from ase_sbs.relax.engine import Engine
     from ase_sbs.nequip import SBSBatchNequIPCalculator
     from ase_sbs.nequip.calculator import load_calculator
     from ase_sbs.potentials import get_potential
+    from ase_sbs.relax.engine import Engine
 
     _, _, pt2 = artifacts
     batch = load_calculator(str(batch_pt2), sbs_object=B, sbs_strength=0.4)
@@ -258,10 +261,10 @@ def test_nequip_batch_target_in_the_engine(artifacts, batch_plain_pt2, cu):
     results of one call per frame."""
     import yaml
 
-    from ase_sbs.potentials.batched import batched_potential
     from ase_sbs.bench import _graphs, copies
     from ase_sbs.nequip import BatchNequIPCalculator
     from ase_sbs.nequip.calculator import load_calculator
+    from ase_sbs.potentials.batched import batched_potential
 
     config = yaml.safe_load((EXAMPLES / "nequip" / "biased_potential.yaml").read_text())
     _, _, pt2 = artifacts

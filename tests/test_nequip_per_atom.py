@@ -16,7 +16,10 @@ nequip = pytest.importorskip("nequip")
 pytestmark = pytest.mark.usefixtures("nequip_dtype")  # NequIP data in float64 (tests/conftest.py)
 
 from nequip.data import AtomicDataDict, from_ase  # noqa: E402
-from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper, NeighborListTransform  # noqa: E402
+from nequip.data.transforms import (  # noqa: E402
+    ChemicalSpeciesToAtomTypeMapper,
+    NeighborListTransform,
+)
 from nequip.utils.global_state import set_global_state  # noqa: E402
 
 import ase_sbs.nequip as sn  # noqa: E402
@@ -54,8 +57,9 @@ def to_data(atoms, atom_object=None, strength=None):
 def tilt_sbs():
     """SrTiO3 on 2×2×2, the R-point tilt channel's I4/mcm per-atom SBS, and a rattled,
     slightly sheared copy of the supercell (no symmetry left)."""
-    from .test_supercell import _tilt_channel
     from ase_sbs.setting import distortion_channels
+
+    from .test_supercell import _tilt_channel
 
     set_global_state()
     sg = supercell_setting(read(EXAMPLES / "SrTiO3_cubic.cif"), (2, 2, 2))
@@ -217,9 +221,8 @@ def test_channel_curvature_by_autograd_through_a_nequip_model(tilt_sbs, models):
     channel and the channel with most copies of SrTiO3 2×2×2)."""
     from nequip.integrations.ase import NequIPCalculator
 
-    from ase_sbs.setting import distortion_channels
     from ase_sbs.potentials import torch_energy
-    from ase_sbs.setting import channel_curvature
+    from ase_sbs.setting import channel_curvature, distortion_channels
 
     from .test_supercell import _tilt_channel
 

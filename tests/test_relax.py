@@ -12,7 +12,12 @@ from ase.data import atomic_numbers, reference_states
 from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS
 
-from ase_sbs import SBSInputError, break_symmetry, detect_symmetry, symmetry_breaking_set
+from ase_sbs import (
+    SBSInputError,
+    break_symmetry,
+    detect_symmetry,
+    symmetry_breaking_set,
+)
 from ase_sbs.explore.classify import variant_image
 
 

@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from ase_sbs import SBSInputError, candidate_targets, detect_symmetry, symmetry_breaking_set
+from ase_sbs import (
+    SBSInputError,
+    candidate_targets,
+    detect_symmetry,
+    symmetry_breaking_set,
+)
 
 
 def conjugates_of(sym, elements):

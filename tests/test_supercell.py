@@ -12,17 +12,25 @@ from ase.io import read
 from ase_sbs.bias import BiasDescriptor, evaluate_bias
 from ase_sbs.errors import SBSInputError
 from ase_sbs.sbs import symmetry_breaking_set
-from ase_sbs.setting import channel_matches_kpoint, distortion_channels, fold_setting, isotropy_subgroups
-from ase_sbs.setting import supercell_setting
-from ase_sbs.setting import parse_kpoint, supercell_for_kpoint
+from ase_sbs.setting import (
+    channel_matches_kpoint,
+    distortion_channels,
+    fold_setting,
+    isotropy_subgroups,
+    parse_kpoint,
+    supercell_for_kpoint,
+    supercell_setting,
+)
 
 from .conftest import EXAMPLES, random_orthogonal, transform
 
 
-def tilt_pattern(atoms, omega):
+def tilt_pattern(atoms, omega, in_phase=False):
     """Octahedral rotations by hand: Ti at the cube centres, each O moves by
     ω_n × (x_O − x_Ti(n)) with ω_n = ω (−1)^(n_x + n_y + n_z) alternating from cell to cell
-    (a^0a^0c^- for ω ∥ z, a^-a^-c^0 for ω ∥ [110], a^-a^-a^- for ω ∥ [111])."""
+    (a^0a^0c^- for ω ∥ z, a^-a^-c^0 for ω ∥ [110], a^-a^-a^- for ω ∥ [111]); with
+    ``in_phase`` each component ω_a alternates only across the axes other than a (the same
+    sense in every cell along a: a^0a^0c^+ for ω ∥ z)."""
     cell = np.asarray(atoms.cell)
     a = cell[0, 0] / 2  # 2x2x2 of a cubic cell
     ti = [i for i, s in enumerate(atoms.get_chemical_symbols()) if s == "Ti"]
@@ -34,8 +42,11 @@ def tilt_pattern(atoms, omega):
         d -= np.round(d @ np.linalg.inv(cell)) @ cell
         j = ti[int(np.argmin(np.linalg.norm(d, axis=1)))]
         n = np.floor(atoms.positions[j] / a + 1e-6).astype(int)
-        sign = (-1) ** int(n.sum())
-        disp[i] = sign * np.cross(omega, -d[np.argmin(np.linalg.norm(d, axis=1))])
+        if in_phase:
+            w = np.array([omega[k] * (-1) ** int(n.sum() - n[k]) for k in range(3)])
+        else:
+            w = omega * (-1) ** int(n.sum())
+        disp[i] = np.cross(w, -d[np.argmin(np.linalg.norm(d, axis=1))])
     return disp
 
 
@@ -151,6 +162,32 @@ def test_per_atom_objects_have_exact_stabilizers_and_orbits(group, tilt):
         # translational domains: a pure translation takes b to another member (here −b)
         moved = [B.act(t, B.objects[0]) for t in group.pure_translations]
         assert any(np.abs(m + B.objects[0]).max() < 1e-9 for m in moved)
+
+
+def test_strain_becomes_a_2e_object_on_every_atom(group, channels):
+    """A strain order parameter in per-atom form: ε's traceless part in e3nn's 2e basis
+    (rotating with D²(R) as ε → R ε Rᵀ), the same on every atom, with the stabilizer of
+    the strain (P4/mmm for the tetragonal Eg strain: 3 variants)."""
+    import torch
+    from e3nn import o3
+
+    from ase_sbs.sbs.sets import strain_2e
+
+    rng = np.random.default_rng(3)
+    eps = rng.standard_normal((3, 3))
+    eps = eps + eps.T
+    for _ in range(5):
+        R = random_orthogonal(rng, improper=bool(rng.integers(2)))
+        D = o3.Irreps("2e").D_from_matrix(torch.as_tensor(R)).numpy()
+        assert np.allclose(strain_2e(R @ eps @ R.T), D @ strain_2e(eps), atol=1e-10)
+    assert np.allclose(strain_2e(np.eye(3)), 0.0, atol=1e-12)  # a volume change has no 2e part
+
+    eg = next(c for c in channels if c.label == "Γ-Eg")
+    K = next(t for t in isotropy_subgroups(group, eg) if t.spacegroup_number == 123)
+    B = symmetry_breaking_set(group, K, per_atom=True)
+    assert B.irreps == "2e" and len(B) == 3 == K.index
+    assert np.allclose(B.objects[0], B.objects[0][:1])  # one strain, every atom
+    assert set(B.stabilizer_of(B.objects[0])) == set(K.elements)
 
 
 def _match_atoms(a, b):

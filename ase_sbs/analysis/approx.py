@@ -44,7 +44,7 @@ import numpy as np
 from ase import Atoms
 
 from ..core.groups import bits
-from ..core.spacegroups import spacegroup_type
+from ..core.spacegroups import group_label, spacegroup_type
 from ..core.symmetry import Symmetry, detect_symmetry
 from ..errors import SBSInputError
 from ..setting.isotropy import make_target
@@ -184,7 +184,7 @@ def _spacegroup_name(top: Symmetry, idx: np.ndarray) -> str | None:
     ops = top.operations
     number, symbol = spacegroup_type(ops.rotations_frac[idx], ops.translations_frac[idx], np.asarray(top.atoms.cell),
                                      symprec=1e-5)
-    return None if number is None else f"{symbol} ({number})"
+    return group_label(number, symbol)
 
 
 def _closed(top: Symmetry, idx: np.ndarray) -> bool:

@@ -28,6 +28,7 @@ from ..core.structure import check_structure
 from ..core.symmetry import Symmetry, detect_symmetry, symmetrized_atoms
 from ..errors import SBSInputError
 
+
 @dataclass(frozen=True, eq=False)
 class Match:
     """How a child sits on its parent.

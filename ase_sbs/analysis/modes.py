@@ -56,9 +56,10 @@ from ase import Atoms
 
 from ..core.groups import bits, mask_of
 from ..core.irreps import representation
+from ..core.spacegroups import group_label
 from ..core.symmetry import detect_symmetry
 from ..errors import SBSInputError
-from ..setting.channels import DistortionChannel, distortion_channels
+from ..setting.channels import DistortionChannel, distortion_channels, representation_on
 from ..setting.isotropy import isotropy_subgroups, make_target
 from ..setting.setting import STRAIN_BASIS, Setting, k0_setting, supercell_setting
 from .matching import Match, match
@@ -185,11 +186,6 @@ def _is_identity(c: DistortionChannel) -> bool:
     return bool(np.allclose(c.character, 1.0))
 
 
-def _channel_rep(setting: Setting, basis: np.ndarray) -> np.ndarray:
-    """ρ(s) = Bᵀ D(s) B for every point-group element s (the k = 0 setting's G)."""
-    return np.array([basis.T @ setting.matrix_of(s) @ basis for s in range(setting.order)])
-
-
 def _irrep_copy(chi: np.ndarray, D: np.ndarray, seed: int = 0) -> np.ndarray | None:
     """Orthonormal columns E spanning one copy of the irrep with character χ inside D."""
     d = int(round(chi[0]))
@@ -297,7 +293,7 @@ def decompose(child: Atoms, parent, symprec: float = 1e-3, threshold: float = 1e
         strain = float(np.linalg.norm(pw[nd:]) / ell) if ell > 0 else 0.0
         direction = rank = iso = name = pg = None
         if amp > threshold:
-            rho = _channel_rep(k0, B)
+            rho = representation_on(k0, ch, one_copy=False)
             moved = np.linalg.norm(np.einsum("gij,j->gi", rho, c) - c[None], axis=1)
             near = np.flatnonzero(moved <= symprec)
             # a tolerance can leave a set that is not closed: take the group it generates
@@ -362,7 +358,7 @@ def _stabilizer_name(sg: Setting, v: np.ndarray, tol: float) -> str | None:
     """Space-group type of {g ∈ G : |g·v − v| ≤ tol} (the group it generates)."""
     moved = np.array([np.linalg.norm(sg.act_distortion(g, v) - v) for g in range(sg.order)])
     num, symbol = sg.spacegroup_of(sg.group.generate(np.flatnonzero(moved <= tol).tolist()))
-    return f"{symbol} ({num})" if num is not None else None
+    return group_label(num, symbol)
 
 
 def _supercell_breakdown(m: Match, residual: np.ndarray, beyond: float, symprec: float, threshold: float,

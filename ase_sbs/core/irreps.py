@@ -84,6 +84,39 @@ def representation(irreps: str, matrices: np.ndarray) -> np.ndarray:
     return (A @ B).numpy()
 
 
+def character(irreps: str, matrices: np.ndarray) -> np.ndarray:
+    """tr D(R) of ``irreps`` for each orthogonal R (float64), in closed form: for a single
+    irrep lp, χ = p^[det R = −1] · sin((l + ½)θ) / sin(θ/2), θ the rotation angle of
+    det(R)·R (χ = 2l + 1 at θ = 0); sums over the parts of ``irreps``."""
+    from e3nn import o3
+
+    mats = np.asarray(matrices, dtype=np.float64).reshape(-1, 3, 3)
+    det = np.sign(np.linalg.det(mats))
+    proper = mats * det[:, None, None]
+    theta = np.arccos(np.clip((np.trace(proper, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0))
+    out = np.zeros(len(mats))
+    for mul, ir in o3.Irreps(irreps):
+        half = np.sin(theta / 2.0)
+        small = np.abs(half) < 1e-9
+        chi = np.where(small, 2 * ir.l + 1.0, np.sin((ir.l + 0.5) * theta) / np.where(small, 1.0, half))
+        out += mul * np.where(det < 0, ir.p, 1) * chi
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_representation(irreps: str, matrices: bytes, n: int) -> np.ndarray:
+    return representation(irreps, np.frombuffer(matrices, dtype=np.float64).reshape(n, 3, 3))
+
+
+def group_representation(irreps: str, matrices: np.ndarray) -> np.ndarray:
+    """:func:`representation` for the matrices of a group, remembered across calls (the
+    same point group's D is needed for every target). Read-only."""
+    mats = np.ascontiguousarray(matrices, dtype=np.float64).reshape(-1, 3, 3)
+    D = _cached_representation(irreps, mats.tobytes(), len(mats))
+    D.setflags(write=False)
+    return D
+
+
 def fixed_space(D: np.ndarray, subgroup: list[int] | tuple[int, ...]) -> np.ndarray:
     """Orthonormal basis (columns) of the subspace fixed by ``D[k]`` for k in ``subgroup``.
 

@@ -55,6 +55,11 @@ def spacegroup_type(rotations_frac: np.ndarray, translations_frac: np.ndarray, c
     return int(t.number), str(t.international_short)
 
 
+def group_label(number: int | None, symbol: str | None, point_group: str | None = None) -> str | None:
+    """``P4mm (99)`` for a space group; the point group's name when there is none."""
+    return f"{symbol} ({number})" if symbol and number is not None else point_group
+
+
 def normalize_symbol(symbol: str) -> str:
     """A space-group symbol without spaces and underscores, lower case."""
     return str(symbol).replace(" ", "").replace("_", "").lower()

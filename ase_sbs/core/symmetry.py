@@ -23,11 +23,16 @@ from ase import Atoms
 
 from ..errors import SBSInputError
 from .groups import FiniteGroup
-from .pointgroups import SCHOENFLIES_OF_HM, cayley_table, hermann_mauguin_name, refine_group, schoenflies_name
+from .pointgroups import (
+    SCHOENFLIES_OF_HM,
+    cayley_table,
+    hermann_mauguin_name,
+    refine_group,
+    schoenflies_name,
+)
 from .spacegroups import quiet_c_stderr
 from .structure import check_structure, species_labels
 from .symmetrizer import Symmetrizer
-
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,33 +219,29 @@ def _crystal(atoms: Atoms, symprec: float, angle_tolerance: float) -> Symmetry:
     rank[order] = np.arange(len(order))
     point = point[order]
     point_index = rank[np.array(point_index)]
-    schoen = schoenflies_name(point)
     centering = tf[np.array([np.allclose(w, np.eye(3)) for w in W])]
-    return Symmetry(
-        atoms=atoms.copy(),
-        periodic=True,
-        point_group_matrices=point,
-        schoenflies=schoen,
-        hermann_mauguin=hermann_mauguin_name(schoen),
-        spacegroup_number=int(ds.number),
-        spacegroup_symbol=str(ds.international),
-        operations=Operations(
-            rotations=point[point_index],
-            translations=trans_cart,
-            permutations=np.array(perms),
-            point_index=point_index,
-            rotations_frac=np.asarray(ds.rotations, dtype=int),
-            translations_frac=tf,
-        ),
-        frame=frame,
-        symprec=symprec,
-        angle_tolerance=angle_tolerance,
-        centering_translations=centering,
-        crystal_class=SCHOENFLIES_OF_HM.get(str(ds.pointgroup), schoen),
-        transformation_matrix=np.asarray(ds.transformation_matrix, dtype=float),
-        origin_shift=np.asarray(ds.origin_shift, dtype=float),
-        std_rotation_matrix=np.asarray(ds.std_rotation_matrix, dtype=float),
-    )
+    operations = Operations(rotations=point[point_index], translations=trans_cart, permutations=np.array(perms),
+                            point_index=point_index, rotations_frac=np.asarray(ds.rotations, dtype=int),
+                            translations_frac=tf)
+    return _symmetry(atoms, point, operations, frame, symprec, angle_tolerance,
+                     spacegroup_number=int(ds.number), spacegroup_symbol=str(ds.international),
+                     centering_translations=centering,
+                     crystal_class=SCHOENFLIES_OF_HM.get(str(ds.pointgroup), schoenflies_name(point)),
+                     transformation_matrix=np.asarray(ds.transformation_matrix, dtype=float),
+                     origin_shift=np.asarray(ds.origin_shift, dtype=float),
+                     std_rotation_matrix=np.asarray(ds.std_rotation_matrix, dtype=float))
+
+
+def _symmetry(atoms: Atoms, mats: np.ndarray, operations: Operations, frame: np.ndarray, symprec: float,
+              angle_tolerance: float, **crystal) -> Symmetry:
+    """The Symmetry of ``atoms`` with point group ``mats`` (named here) and ``operations``;
+    ``crystal`` holds the space-group fields (none for a molecule)."""
+    schoen = schoenflies_name(mats)
+    periodic = bool(crystal)
+    number, symbol = crystal.pop("spacegroup_number", None), crystal.pop("spacegroup_symbol", None)
+    return Symmetry(atoms=atoms.copy(), periodic=periodic, point_group_matrices=mats, schoenflies=schoen,
+                    hermann_mauguin=hermann_mauguin_name(schoen), spacegroup_number=number, spacegroup_symbol=symbol,
+                    operations=operations, frame=frame, symprec=symprec, angle_tolerance=angle_tolerance, **crystal)
 
 
 def lattice_point_group(lattice: np.ndarray, symprec: float) -> np.ndarray:
@@ -442,22 +443,8 @@ def _molecule(atoms: Atoms, symprec: float, angle_tolerance: float) -> Symmetry:
     frame = molecule_frame(Symmetrizer(mats, perms).positions(atoms), labels)
     order = _canonical_order(mats, frame)
     mats, trans, perms = mats[order], trans[order], perms[order]
-    schoen = schoenflies_name(mats)
-    return Symmetry(
-        atoms=atoms.copy(),
-        periodic=False,
-        point_group_matrices=mats,
-        schoenflies=schoen,
-        hermann_mauguin=hermann_mauguin_name(schoen),
-        spacegroup_number=None,
-        spacegroup_symbol=None,
-        operations=Operations(
-            rotations=mats, translations=trans, permutations=perms, point_index=np.arange(len(mats))
-        ),
-        frame=frame,
-        symprec=symprec,
-        angle_tolerance=angle_tolerance,
-    )
+    operations = Operations(rotations=mats, translations=trans, permutations=perms, point_index=np.arange(len(mats)))
+    return _symmetry(atoms, mats, operations, frame, symprec, angle_tolerance)
 
 
 def detect_symmetry(atoms: Atoms, symprec: float = 1e-3, angle_tolerance: float = -1.0) -> Symmetry:

@@ -23,7 +23,7 @@ import numpy as np
 from ase import Atoms
 
 from ..core.groups import bits
-from ..core.symmetry import Symmetry, crystal_point_group_matrices, detect_symmetry
+from ..core.symmetry import Symmetry, detect_symmetry
 from ..errors import SBSInputError
 from ..setting.setting import Setting
 
@@ -80,12 +80,14 @@ def group_name(sym: Symmetry) -> str:
     return sym.spacegroup_symbol if sym.periodic else sym.schoenflies
 
 
-def relaxation_status(start: Atoms, final: Atoms, found: Symmetry, parent: Symmetry, energy_per_atom: float,
-                      parent_energy_per_atom: float, converged: bool, energy_tol: float) -> str:
-    """``broken``, ``returned`` or ``unconverged`` (module docstring)."""
-    same_group = found.spacegroup_number == parent.spacegroup_number and (
-        len(crystal_point_group_matrices(found)) == len(crystal_point_group_matrices(parent)))
-    back = same_group or (abs(energy_per_atom - parent_energy_per_atom) < energy_tol
+def relaxation_status(start: Atoms, final: Atoms, found: Symmetry, found_order: int, reference_number: int | None,
+                      reference_order: int, energy_per_atom: float, reference_energy_per_atom: float,
+                      converged: bool, energy_tol: float) -> str:
+    """``broken``, ``returned`` or ``unconverged`` (module docstring): back in the
+    reference's group (space-group number and crystal point-group order), or a residue
+    at its energy, is ``returned``."""
+    same_group = found.spacegroup_number == reference_number and found_order == reference_order
+    back = same_group or (abs(energy_per_atom - reference_energy_per_atom) < energy_tol
                           and max_displacement(start, final) < 0.01 and max_strain(start, final) < 2e-3)
     if not converged:
         return "unconverged"
@@ -130,6 +132,23 @@ def stabilizer(setting: Setting, structure: Atoms, tol: float) -> int:
     return setting.group.generate(keep)
 
 
+def same_phase(setting: Setting, a: Atoms, b: Atoms, tol: float) -> bool:
+    """True when the distortions of ``a`` and ``b`` (both in the setting's cell, its atoms
+    in order) are one G-orbit within ``tol`` Å: some g maps b's onto a's, every atom and
+    the strain (times the cell's largest length) within ``tol``. It tells apart phases
+    better than space groups where a relaxation ends a little off a higher symmetry."""
+    ua, ea = distortion(setting, a)
+    ub, eb = distortion(setting, b)
+    scale = max(setting.atoms.cell.lengths()) if setting.periodic else 0.0
+    for g in range(setting.order):
+        R = setting.rotations[g]
+        if np.abs(R @ eb @ R.T - ea).max() * scale > tol:
+            continue
+        if np.abs(setting.act(g, ub) - ua).max() <= tol:
+            return True
+    return False
+
+
 def variant_image(atoms: Atoms, parent: Symmetry, op_index: int) -> Atoms:
     """The structure mapped by the parent's operation ``op_index`` (R, t), in a cell
     basis aligned with the parent's."""
@@ -170,5 +189,5 @@ def variants(setting: Setting, structure: Atoms, tol: float) -> tuple[int, list[
 
 
 __all__ = ["CLASSIFY_LADDER", "classify", "relaxation_status", "cell_multiplication", "formula_units",
-           "max_displacement", "max_strain", "distortion", "stabilizer", "variants", "variant_image", "image",
+           "max_displacement", "max_strain", "distortion", "stabilizer", "variants", "variant_image", "image", "same_phase",
            "group_name"]

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from ase import Atoms
 
+from ..core.spacegroups import group_label
 from ..errors import SBSInputError
 
 
@@ -99,6 +100,7 @@ class Relaxation:
     field_spacegroup: str | None = None
     channels: list = field(default_factory=list)
     cell_multiplication: int = 1
+    key: str | None = None  # its record in the output directory: relaxations/<key>.json
     atoms: Atoms | None = field(default=None, repr=False)
 
     @property
@@ -135,12 +137,11 @@ class Phase:
     cell_multiplication: int = 1
     channels: list = field(default_factory=list)
     status: str = "broken"
+    relaxation_key: str | None = None  # the relaxation it was taken from (relaxations/<key>.json)
 
     @property
     def name(self) -> str:
-        if self.spacegroup_symbol:
-            return f"{self.spacegroup_symbol} ({self.spacegroup_number})"
-        return self.point_group
+        return group_label(self.spacegroup_number, self.spacegroup_symbol, self.point_group)
 
 
 @dataclass
@@ -156,6 +157,7 @@ class ParentResult:
     atoms: Atoms = field(repr=False)
     steps: int = 0
     force_noise_eV_A: float = 0.0  # the potential's symmetry noise at the parent (diagnostics)
+    key: str | None = None  # its record in the output directory: relaxations/<key>.json
 
     @property
     def energy_per_atom(self) -> float:
@@ -163,9 +165,7 @@ class ParentResult:
 
     @property
     def name(self) -> str:
-        if self.spacegroup_symbol:
-            return f"{self.spacegroup_symbol} ({self.spacegroup_number})"
-        return self.point_group
+        return group_label(self.spacegroup_number, self.spacegroup_symbol, self.point_group)
 
 
 def record(result) -> dict:
@@ -191,6 +191,7 @@ class Exploration:
         targets: the targets relaxed.
         runner: ``ase`` or ``batched``.
         reused: relaxations (and the parent) taken from the output directory.
+        tree: with a cascade, the :class:`~ase_sbs.explore.cascade.Tree` of phases.
     """
 
     parent: ParentResult
@@ -205,6 +206,7 @@ class Exploration:
     targets: list = field(default_factory=list)
     runner: str = "ase"
     reused: int = 0
+    tree: object = None
 
     @property
     def stable(self) -> bool:
@@ -239,7 +241,9 @@ class Exploration:
             "stable": self.stable,
             "channels": [c.as_dict() for c in self.channels],
             "targets": [t.as_dict() for t in self.targets],
-            "phases": [{k: v for k, v in record(ph).items() if k != "variants"} for ph in self.phases],
+            "phases": [{**{k: v for k, v in record(ph).items() if k != "variants"}, "channel": "+".join(ph.channels)}
+                       for ph in self.phases],
             "relaxations": [record(r) for r in self.relaxations],
             "reused": self.reused,
+            "tree": None if self.tree is None else self.tree.as_dict(),
         }

@@ -16,8 +16,8 @@ import os
 import numpy as np
 from ase import Atoms
 
-from ..errors import SBSInputError
 from ..core.files import write_json, write_structure
+from ..errors import SBSInputError
 
 
 def digest(*parts) -> str:

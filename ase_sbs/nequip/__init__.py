@@ -17,9 +17,14 @@ The builders, transform and calculator are imported on first use (this module is
 NequIP's extension entry point, run while NequIP itself is being imported).
 """
 
-from . import _targets  # noqa: F401  (compile targets, packaging)
-from ._keys import SBS_ATOM_OBJECT_KEY, SBS_DISPLACEMENTS_KEY, SBS_OBJECT_KEY, SBS_STRENGTH_KEY
-from ._targets import SBS_BATCH_COMPILE_TARGET, SBS_COMPILE_TARGET
+from . import compile_targets  # noqa: F401  (registers the compile targets and packaging)
+from .compile_targets import SBS_BATCH_COMPILE_TARGET, SBS_COMPILE_TARGET
+from .fields import (
+    SBS_ATOM_OBJECT_KEY,
+    SBS_DISPLACEMENTS_KEY,
+    SBS_OBJECT_KEY,
+    SBS_STRENGTH_KEY,
+)
 
 _LAZY = {
     "SBSBiasedModel": "models",

@@ -23,8 +23,9 @@ from nequip.data import AtomicDataDict
 from nequip.integrations.ase import NequIPCalculator
 
 from ..errors import SBSInputError
-from ._keys import SBS_ATOM_OBJECT_KEY, SBS_OBJECT_KEY, SBS_STRENGTH_KEY
-from ._targets import SBS_BATCH_COMPILE_TARGET, SBS_COMPILE_TARGET  # noqa: F401  (registers them)
+from .compile_targets import SBS_BATCH_COMPILE_TARGET, SBS_COMPILE_TARGET  # noqa: F401  (registers them)
+from .fields import SBS_ATOM_OBJECT_KEY, SBS_OBJECT_KEY, SBS_STRENGTH_KEY
+
 
 @contextmanager
 def nequip_data_dtype():
@@ -176,8 +177,8 @@ def load_calculator(path: str, device="cpu", sbs_object=None, sbs_strength: floa
     compiled with ``--target ase`` keeps the b and λ fixed at build time). Files compiled
     for a batch target (``batch``, ``batch_sbs``) get the batch forms of these calculators.
     """
-    from nequip.utils.aoti_metadata import NEQUIP_AOTI_INPUTS_KEY, parse_aoti_keys
     from e3nn import o3
+    from nequip.utils.aoti_metadata import NEQUIP_AOTI_INPUTS_KEY, parse_aoti_keys
 
     from .modules import SBS_IRREPS_METADATA_KEY
 

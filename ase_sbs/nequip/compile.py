@@ -12,8 +12,9 @@ import sys
 
 
 def main(argv=None):
-    import ase_sbs.nequip  # noqa: F401  (registers fields and the ase_sbs target)
     from nequip.scripts.compile import main as nequip_compile
+
+    import ase_sbs.nequip  # noqa: F401  (registers fields and the ase_sbs target)
 
     return nequip_compile(sys.argv[1:] if argv is None else argv)
 

@@ -20,8 +20,8 @@ from e3nn import o3
 from nequip.data import AtomicDataDict
 from nequip.model.utils import model_builder
 from nequip.nn import (
-    AtomwiseLinear,
     ApplyFactor,
+    AtomwiseLinear,
     ConvNetLayer,
     ForceStressOutput,
     GraphModel,
@@ -35,12 +35,26 @@ from nequip.nn.embedding import (
     PolynomialCutoff,
     SphericalHarmonicEdgeAttrs,
 )
-from nequip.utils import conditional_torchscript_mode, dtype_from_name, torch_default_dtype
+from nequip.utils import (
+    conditional_torchscript_mode,
+    dtype_from_name,
+    torch_default_dtype,
+)
 
 from ..bias.descriptor import DEFAULT_CUTOFF
 from ..errors import SBSInputError
-from ._keys import SBS_ATOM_OBJECT_KEY, SBS_DISPLACEMENTS_KEY, SBS_OBJECT_KEY, SBS_STRENGTH_KEY
-from .modules import SBS_IRREPS_METADATA_KEY, SBS_PER_ATOM_METADATA_KEY, SBSBiasEnergy, SBSNodeEmbed
+from .fields import (
+    SBS_ATOM_OBJECT_KEY,
+    SBS_DISPLACEMENTS_KEY,
+    SBS_OBJECT_KEY,
+    SBS_STRENGTH_KEY,
+)
+from .modules import (
+    SBS_IRREPS_METADATA_KEY,
+    SBS_PER_ATOM_METADATA_KEY,
+    SBSBiasEnergy,
+    SBSNodeEmbed,
+)
 
 _LOADERS = ("ModelFromPackage", "ModelFromCheckpoint")
 

@@ -16,7 +16,7 @@ from nequip.nn import GraphModuleMixin
 from nequip.nn.utils import with_edge_vectors_
 
 from ..bias.descriptor import BiasDescriptor, atom_bias_energies
-from ._keys import SBS_ATOM_OBJECT_KEY, SBS_OBJECT_KEY, SBS_STRENGTH_KEY
+from .fields import SBS_ATOM_OBJECT_KEY, SBS_OBJECT_KEY, SBS_STRENGTH_KEY
 
 SBS_IRREPS_METADATA_KEY = "sbs_irreps"  # model metadata (also in compiled files): the irreps of b
 SBS_PER_ATOM_METADATA_KEY = "sbs_per_atom"  # model metadata: "1" when b is per atom (sbs_atom_object)

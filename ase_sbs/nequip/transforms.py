@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from nequip.data import AtomicDataDict
 
-from ..errors import SBSInputError
-from ._keys import SBS_ATOM_OBJECT_KEY, SBS_OBJECT_KEY, SBS_STRENGTH_KEY
 from ..bias.descriptor import BiasDescriptor, descriptor_of
+from ..errors import SBSInputError
+from .fields import SBS_ATOM_OBJECT_KEY, SBS_OBJECT_KEY, SBS_STRENGTH_KEY
 from .models import parse_irreps
 
 SOURCES = ("info", "arrays", "constant", "parent")

@@ -42,18 +42,23 @@ def describe_modes(dec, all_channels: bool = False) -> str:
 
 
 def summary_of_dict(data: dict, threshold: float = 1e-4) -> str:
-    """One line from :meth:`ModeDecomposition.as_dict`: the channels above ``threshold`` (Å)."""
+    """One line from :meth:`ModeDecomposition.as_dict`: the channels above ``threshold``
+    (Å), the beyond-k=0 part by the supercell's channels when it was split, largest first."""
     if "error" in data:
         return f"not decomposed ({data['error']})"
+    split = data.get("beyond_k0_modes") or []
+    entries = [x for x in data["modes"] if not (split and x["label"] == "beyond k=0")] + split
     out = []
-    for x in data["modes"]:
+    for x in sorted(entries, key=lambda x: -x["amplitude_A"]):
         if x["amplitude_A"] <= threshold:
             continue
         s = f"{x['label']} {x['amplitude_A']:.4f} Å"
         if x["direction"] and x["o3_irreps"] in ("1o", "1e"):
             s += " [" + " ".join(f"{round(v, 3) + 0.0:+.3f}" for v in x["direction"]) + "]"
         out.append(s)
-    return (", ".join(out) or "none") + f"; isotropy {data['isotropy_subgroup']}"
+    whole = data.get("supercell_isotropy_subgroup")
+    iso = f"; isotropy {data['isotropy_subgroup']}" + (f" at k = 0, {whole} in the supercell" if whole else "")
+    return (", ".join(out) or "none") + iso
 
 
 def describe_levels(res, all_conjugates: bool = False) -> str:

@@ -8,6 +8,7 @@ import os
 from ..core.files import write_json, write_structure
 from .analysis import summary_of_dict
 from .tables import format_table
+from .tree import describe_tree, plot_tree
 
 MEANING = {
     "returned": "returned to the parent: stable in this channel",
@@ -87,6 +88,8 @@ def describe_exploration(ex) -> str:
     lines.append("")
     lines.append("the parent is stable in every channel explored" if ex.stable
                  else f"{sum(p.spontaneous for p in ex.phases)} phase(s) below the parent")
+    if ex.tree is not None:
+        lines += ["", describe_tree(ex.tree, supercell)]
     return "\n".join(lines)
 
 
@@ -118,7 +121,8 @@ def plot_energies(ex, path: str) -> None:
 
 
 def write_exploration(ex, out: str) -> dict:
-    """Write explore.json, one structure file per phase and variant, and energies.png.
+    """Write explore.json, one structure file per phase and variant, and energies.png;
+    with a cascade also one structure per tree node (``tree/``) and ``phase_tree.png``.
 
     Returns the JSON dictionary (with ``structure_file`` paths relative to ``out``).
     """
@@ -133,4 +137,11 @@ def write_exploration(ex, out: str) -> dict:
     data = ex.as_dict()
     write_json(data, os.path.join(out, "explore.json"))
     plot_energies(ex, os.path.join(out, "energies.png"))
+    if ex.tree is not None:
+        os.makedirs(os.path.join(out, "tree"), exist_ok=True)
+        for node in ex.tree.nodes[1:]:
+            stem = f"node{node.id:02d}_{''.join(c if c.isalnum() else '_' for c in node.name).strip('_')}"
+            write_structure(node.atoms, os.path.join(out, "tree", stem + ".extxyz"))
+        plot_tree(ex.tree, f"{ex.parent.atoms.get_chemical_formula()}: phase tree [{ex.potential}]",
+                  os.path.join(out, "phase_tree.png"))
     return data

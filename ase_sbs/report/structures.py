@@ -120,3 +120,20 @@ def parent_dict(sym: Symmetry) -> dict:
         "spacegroup_symbol": sym.spacegroup_symbol,
         "point_group": sym.schoenflies,
     }
+
+
+def describe_setting_channels(setting: Setting, channels: list[DistortionChannel], isotropy: dict) -> str:
+    """A supercell setting, its channels and each channel's isotropy subgroups."""
+    lines = [f"parent        {setting.parent.name()}",
+             f"supercell     {setting.supercell.tolist()} of the primitive cell: {setting.n_cells} cells, "
+             f"{len(setting.atoms)} atoms, |G| = {setting.order} (space group / supercell translations)", ""]
+    rows = []
+    for c in channels:
+        subgroups = [f"{t.name} [{t.index}] x{t.cell_multiplication}" + ("" if t.fixed_dimension == 1
+                                                                          else f" ({t.fixed_dimension}-dim)")
+                     for t in isotropy[c.label]]
+        k = " ".join("(" + ",".join(x) + ")" for x in c.kstar[:1]) + (f" +{len(c.kstar) - 1}" if len(c.kstar) > 1 else "")
+        rows.append([c.label, k, c.dimension, c.multiplicity, "+".join(c.sources), "; ".join(subgroups) or "-"])
+    lines.append(format_table(["channel", "k", "dim", "copies", "from",
+                               "isotropy subgroups: type [index G:K] x cell multiplication"], rows))
+    return "\n".join(lines)

@@ -16,7 +16,11 @@ import re
 import numpy as np
 
 from ..core.groups import mask_of
-from ..core.pointgroups import SCHOENFLIES_OF_HM, describe_operation, normalize_schoenflies
+from ..core.pointgroups import (
+    SCHOENFLIES_OF_HM,
+    describe_operation,
+    normalize_schoenflies,
+)
 from ..core.spacegroups import spacegroup_number
 from ..errors import SBSInputError
 from ..setting.isotropy import Target, isotropy_subgroups, make_target
@@ -52,7 +56,7 @@ def default_candidates(setting: Setting, channels=None) -> list[Target]:
     from ..setting.channels import distortion_channels
 
     channels = distortion_channels(setting) if channels is None else channels
-    point_group = setting.parent.point_group
+    point_group = setting.point_group
     out = [make_target(setting, setting.lift(min(cls))) for cls in point_group.conjugacy_classes_of_subgroups()]
     seen = {t.mask for t in out}
     for c in channels:
@@ -142,7 +146,7 @@ def _unique_match(setting: Setting, name, what: str, candidates) -> int:
 
 def _explicit_subgroup(setting: Setting, target) -> int:
     arr = np.asarray(target)
-    mats = setting.parent.point_group_matrices
+    mats = setting.point_group_matrices
     if arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
         idx = [int(i) for i in arr]
         if any(i < 0 or i >= setting.order for i in idx):
@@ -164,7 +168,7 @@ def _explicit_subgroup(setting: Setting, target) -> int:
                 )
             points.append(int(d.argmin()))
         points = sorted(set(points) | {0})
-        if not setting.parent.point_group.is_subgroup(points):
+        if not setting.point_group.is_subgroup(points):
             raise SBSInputError(
                 "the given operations are not closed under multiplication: they do not form a subgroup of "
                 f"{setting.parent.schoenflies}; add the missing products or give a group name"

@@ -33,10 +33,21 @@ from functools import cached_property
 import numpy as np
 
 from ..core.groups import bits, mask_of
-from ..core.irreps import dimension, fixed_space, float64_default, irreps_list, pointwise_fixer, representation, stabilizer
+from ..core.irreps import (
+    character,
+    dimension,
+    fixed_space,
+    float64_default,
+    group_representation,
+    irreps_list,
+    pointwise_fixer,
+    representation,
+    stabilizer,
+)
 from ..core.pointgroups import describe_operation, ideal_sbs_exists, schoenflies_name
 from ..errors import SBSInputError
-from ..setting.isotropy import Target, _reaches, make_target, null_space
+from ..setting.channels import distortion_channels, point_character, representation_on
+from ..setting.isotropy import Target, make_target, null_space, reaches
 from ..setting.setting import STRAIN_BASIS, Setting, k0_setting
 from .resolve import generators_text, resolve_target
 
@@ -113,7 +124,7 @@ class SymmetryBreakingSet:
     def stabilizer_name(self, j: int) -> str:
         """Schoenflies symbol of member j's stabilizer (its rotations)."""
         point = bits(self.setting.point_part(mask_of(self.stabilizers[j])))
-        return schoenflies_name(self.symmetry.point_group_matrices[point])
+        return schoenflies_name(self.setting.point_group_matrices[point])
 
     def symmetrizer(self, j: int):
         """Stab_G(b_j) as a :class:`~ase_sbs.core.symmetrizer.Symmetrizer` on the setting's atoms."""
@@ -135,7 +146,7 @@ class SymmetryBreakingSet:
     def ideal(self) -> tuple[bool, str]:
         """(exists, reason): does an ideal equivariant *full* SBS exist for S? The
         paper's criterion: S has a complement in its O(3) normalizer N(S)."""
-        return ideal_sbs_exists(self.symmetry.point_group_matrices)
+        return ideal_sbs_exists(self.setting.point_group_matrices)
 
     def as_dict(self) -> dict:
         rot = self.setting.rotations
@@ -213,26 +224,27 @@ def _choose_irreps(parent_D: dict, sym_elements: tuple, rep_elements: tuple, ord
 def _global(setting: Setting, mask: int, channels, max_l: int, seed: int):
     """(irreps, objects, cosets, stabilizers, channel labels) of a translation-keeping K."""
     sym = setting.parent
-    point_group = sym.point_group
+    point_group = setting.point_group
+    mats = setting.point_group_matrices
+    order = len(mats)
     point_mask = setting.point_part(mask)
     rep = min(point_group.conjugates(point_mask))
-    conj = next(s for s in range(sym.order) if point_group.conjugate(rep, s) == point_mask)
+    conj = next(s for s in range(order) if point_group.conjugate(rep, s) == point_mask)
     rep_el = point_group.elements_of(rep)
-    mats = sym.point_group_matrices
-    reaching = [c for c in channels if _reaches(_rep_on(setting, c), setting.group, mask)]
+    reaching = [c for c in channels if reaches(representation_on(setting, c), setting.group, mask)]
     gamma = [c for c in reaching if c.o3_irreps is not None]
-    point_chars = [_point_character(setting, c) for c in gamma]
-    parent_D = {ir: representation(ir, mats) for ir in irreps_list(max_l)}
-    traces = {ir: np.trace(D, axis1=1, axis2=2) for ir, D in parent_D.items()}
+    point_chars = [point_character(setting, c.character) for c in gamma]
+    parent_D = {ir: group_representation(ir, mats) for ir in irreps_list(max_l)}
+    traces = {ir: character(ir, mats) for ir in parent_D}
     preferred = {ir for ir, tr in traces.items() if any(tr @ chi > 0.5 * len(mats) for chi in point_chars)}
-    chosen = _choose_irreps(parent_D, tuple(range(sym.order)), rep_el, sym.order, preferred)
+    chosen = _choose_irreps(parent_D, tuple(range(order)), rep_el, order, preferred)
     if not chosen:
         raise SBSInputError(
             f"no object with l <= {max_l} has stabilizer exactly {schoenflies_name(mats[list(rep_el)])} "
-            f"in {sym.schoenflies}; raise max_l"
+            f"in {schoenflies_name(mats)}; raise max_l"
         )
     irreps = "+".join(ir for ir, _ in chosen)
-    D_all = representation(irreps, mats)
+    D_all = group_representation(irreps, mats)
     D_frame = representation(irreps, sym.frame[None])[0]
     for attempt in range(20):
         rng = np.random.default_rng(seed + attempt)
@@ -249,7 +261,7 @@ def _global(setting: Setting, mask: int, channels, max_l: int, seed: int):
     else:  # pragma: no cover - probability zero
         raise SBSInputError("could not draw a generic object; try another seed")
     b0 = D_all[conj] @ b_rep
-    D_G = representation(irreps, setting.rotations)
+    D_G = group_representation(irreps, setting.rotations)
     objects, cosets = [], []
     for g in range(setting.order):
         v = D_G[g] @ b0
@@ -264,17 +276,6 @@ def _global(setting: Setting, mask: int, channels, max_l: int, seed: int):
     return irreps, objects, tuple(cosets), stabs, labels, tuple(c.label for c in reaching)
 
 
-def _point_character(setting: Setting, channel) -> np.ndarray:
-    from ..setting.channels import point_character
-
-    return point_character(setting, channel.character)
-
-
-def _rep_on(setting: Setting, channel) -> np.ndarray:
-    V = setting.distortion_basis.T @ channel.copies[0]
-    return np.einsum("ai,gab,bj->gij", V, setting.representation, V)
-
-
 # ----------------------------------------------------------------------------------
 # per-atom objects
 
@@ -282,10 +283,10 @@ def _rep_on(setting: Setting, channel) -> np.ndarray:
 def strain_2e(eps: np.ndarray) -> np.ndarray:
     """The l = 2 (traceless) part of a symmetric 3x3 tensor in e3nn's ``2e`` basis."""
     import torch
-    from e3nn import o3
+    from e3nn.io import CartesianTensor
 
     with float64_default():
-        ct = o3.CartesianTensor("ij=ji")
+        ct = CartesianTensor("ij=ji")
         v = ct.from_cartesian(torch.as_tensor(eps, dtype=torch.float64)).numpy()
     return v[1:]  # ct is 0e + 2e
 
@@ -301,13 +302,21 @@ def _fixed_distortions(setting: Setting, target: Target, mask: int) -> np.ndarra
     return setting.distortion_basis @ S
 
 
-def _per_atom(setting: Setting, target: Target, mask: int, seed: int):
+def _per_atom(setting: Setting, target: Target, mask: int, seed: int, weights: dict | None = None):
     n = len(setting.atoms)
     V = _fixed_distortions(setting, target, mask)
     if V.shape[1] == 0:
         raise SBSInputError(f"{target.name}: no distortion of this setting has this symmetry")
     rng = np.random.default_rng(seed)
-    u = V @ rng.standard_normal(V.shape[1])
+    if weights and len(target.components) > 1:
+        # a coupled order parameter: each channel's component a generic unit vector of
+        # its part of V^K, scaled by that channel's weight
+        u = np.zeros(V.shape[0])
+        for label, part, _ in target.components:
+            v = part @ rng.standard_normal(part.shape[1])
+            u += float(weights.get(label, 1.0)) * v / np.linalg.norm(v)
+    else:
+        u = V @ rng.standard_normal(V.shape[1])
     u /= np.linalg.norm(u)
     u *= np.sign(u[np.flatnonzero(np.abs(u) > 1e-6)[0]])
     disp = u[: 3 * n].reshape(n, 3)
@@ -339,8 +348,8 @@ def _per_atom(setting: Setting, target: Target, mask: int, seed: int):
 
 
 def symmetry_breaking_set(structure, target, max_l: int = 4, symprec: float = 1e-3,
-                          angle_tolerance: float = -1.0, seed: int = 0,
-                          channels: list | None = None) -> SymmetryBreakingSet:
+                          angle_tolerance: float = -1.0, seed: int = 0, channels: list | None = None,
+                          per_atom: bool | None = None, weights: dict | None = None) -> SymmetryBreakingSet:
     """Build the symmetry breaking set that breaks G to ``target``.
 
     Args:
@@ -350,13 +359,15 @@ def symmetry_breaking_set(structure, target, max_l: int = 4, symprec: float = 1e
         max_l: largest O(3) degree l searched for global objects.
         seed: seed of the fixed generic vector the object is drawn from.
         channels: ``distortion_channels`` of the setting when already computed.
+        per_atom: per-atom objects also for a target that keeps every translation
+            (None: only for one that breaks a translation).
+        weights: for a coupled target (:attr:`Target.components`), the relative size of
+            each channel's component in the object, by channel label (per-atom objects).
 
     Raises:
         SBSInputError: unknown or ambiguous target, the whole group, or no object up to
             ``max_l``.
     """
-    from ..setting.channels import distortion_channels
-
     if not isinstance(max_l, (int, np.integer)) or max_l < 0:
         raise SBSInputError(f"max_l must be a non-negative integer, got {max_l!r}")
     setting = structure if isinstance(structure, Setting) else k0_setting(structure, symprec, angle_tolerance)
@@ -365,7 +376,7 @@ def symmetry_breaking_set(structure, target, max_l: int = 4, symprec: float = 1e
         raise SBSInputError(f"the target is the whole symmetry group {setting.parent.schoenflies}: nothing to break")
     channels = distortion_channels(setting) if channels is None else channels
     t = target if isinstance(target, Target) else None
-    if setting.keeps_translations(mask):
+    if setting.keeps_translations(mask) and not per_atom:
         irreps, objects, cosets, stabs, labels, reach = _global(setting, mask, channels, max_l, seed)
         if t is None:
             t = make_target(setting, mask, reach)
@@ -374,8 +385,8 @@ def symmetry_breaking_set(structure, target, max_l: int = 4, symprec: float = 1e
     else:
         if t is None:
             t = make_target(setting, mask, tuple(c.label for c in channels
-                                                 if _reaches(_rep_on(setting, c), setting.group, mask)))
-        irreps, objects, cosets, stabs = _per_atom(setting, t, mask, seed)
-        labels = t.channels
+                                                 if reaches(representation_on(setting, c), setting.group, mask)))
+        irreps, objects, cosets, stabs = _per_atom(setting, t, mask, seed, weights)
+        labels = t.channels or tuple(label for label, _, _ in t.components)
     return SymmetryBreakingSet(setting=setting, target=t, irreps=irreps, objects=objects,
                                coset_representatives=cosets, stabilizers=stabs, channels=labels)

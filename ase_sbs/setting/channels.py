@@ -9,8 +9,10 @@ The pure translations of G act on a channel through the characters e^{2πi k·T}
 k's that occur form the channel's k-star. Labels: Mulliken-style for k = 0 settings
 (``T1u``, ``Eg``, ``A2''``, from the point-group character); in a supercell setting
 ``Γ-`` plus that label at k = 0, and ``<star>-d<dim><parity>`` elsewhere (``R-d3-``: the
-star's name, Γ's dimension, the sign of its character under inversion through the
-origin when G has it); ``(n)`` tells apart channels that would share a label.
+star's name — X, M, R of a primitive cubic parent, H, N, P of a body-centred one, X, L,
+W, K of a face-centred one, else a representative k — Γ's dimension, the sign of its
+character under inversion through the origin when G has it); ``(n)`` tells apart
+channels that would share a label.
 """
 
 from __future__ import annotations
@@ -20,9 +22,8 @@ from functools import cached_property
 
 import numpy as np
 
-from ..core.irreps import irreps_list, representation
+from ..core.irreps import character, irreps_list
 from ..core.pointgroups import element_type, rotation_axis_angle
-from ..core.symmetry import Symmetry
 from .kpoints import commensurate_kpoints, fraction, star_arms, star_name
 from .setting import Setting, k0_setting
 
@@ -61,10 +62,6 @@ class DistortionChannel:
     def basis(self) -> np.ndarray:
         """(3N [+ 6], m d) orthonormal columns spanning the channel."""
         return np.concatenate(self.copies, axis=1)
-
-    @property
-    def at_gamma(self) -> bool:
-        return all(all(float(eval_fraction(x)) == 0.0 for x in k) for k in self.kstar)
 
     def fixed_dimension(self, subgroup) -> int:
         """dim of the channel's K-fixed subspace, from characters."""
@@ -137,7 +134,7 @@ def isotypic_components(rho: np.ndarray, seed: int = 0, eig_tol: float = 1e-7,
 
 def point_character(setting: Setting, chi: np.ndarray) -> np.ndarray:
     """χ on the parent's point group, for a channel the pure translations fix."""
-    first = np.zeros(setting.parent.order, dtype=int)
+    first = np.zeros(len(setting.point_group_matrices), dtype=int)
     for g in range(setting.order - 1, -1, -1):
         first[setting.point_index[g]] = g
     return chi[first]
@@ -153,8 +150,8 @@ def distortion_channels(structure, seed: int = 0) -> list[DistortionChannel]:
     rho = setting.representation
     tol = (1e-7, 1e-6) if setting.supercell is None else (1e-8, 1e-5)
     n = len(setting.atoms)
-    mats = setting.parent.point_group_matrices
-    o3_chars = {ir: np.trace(representation(ir, mats), axis1=1, axis2=2) for ir in irreps_list(6)}
+    mats = setting.point_group_matrices
+    o3_chars = {ir: character(ir, mats) for ir in irreps_list(6)}
     inversion = next((g for g in range(setting.order) if np.allclose(setting.rotations[g], -np.eye(3))
                       and (setting.translations_frac is None or np.abs(setting.translations_frac[g]).max() < 1e-9)),
                      None)
@@ -181,12 +178,18 @@ def distortion_channels(structure, seed: int = 0) -> list[DistortionChannel]:
         channels.append(DistortionChannel(
             label=label, kstar=tuple(tuple(fraction(x) for x in k) for k in star), dimension=d,
             multiplicity=len(copies), sources=sources, o3_irreps=o3, character=chi, copies=tuple(copies)))
-    order = {"Γ": 0, "X": 1, "M": 2, "R": 3}
+    order = {"Γ": 0, "X": 1, "M": 2, "R": 3, "H": 1, "N": 2, "P": 3, "L": 2, "W": 3, "K": 4}
     # ties (one label, different irreps) by character, not by the eigensolver's order,
     # so that the (n) of _disambiguate follows the irrep
     channels.sort(key=lambda c: (order.get(c.label.split("-")[0] if "-" in c.label else "Γ", 4), c.dimension,
-                                 c.label, tuple(np.round(c.character, 6) + 0.0)))
+                                 c.label, _character_key(c.character)))
     return _disambiguate(channels)
+
+
+def _character_key(chi) -> tuple:
+    """A sortable form of a (possibly complex) character: rounded real parts, then imaginary."""
+    chi = np.asarray(chi, dtype=complex)
+    return tuple(np.round(np.concatenate([chi.real, chi.imag]), 6) + 0.0)
 
 
 def _disambiguate(channels: list[DistortionChannel]) -> list[DistortionChannel]:
@@ -208,7 +211,7 @@ def _kstar(setting: Setting, chi: np.ndarray) -> list[np.ndarray]:
     if setting.supercell is None:
         return [np.zeros(3)]
     T = setting.pure_translations
-    tpar = setting.translations[T] @ np.linalg.inv(np.asarray(setting.parent.atoms.cell))
+    tpar = setting.translations_frac[T] @ setting.supercell  # in the parent's lattice basis
     star = []
     for k in commensurate_kpoints(setting.supercell):
         w = np.cos(2 * np.pi * tpar @ k)
@@ -218,10 +221,9 @@ def _kstar(setting: Setting, chi: np.ndarray) -> list[np.ndarray]:
 
 
 def star_name_of(setting: Setting, star) -> str:
-    p = setting.parent
     if setting.supercell is None:
         return "Γ"
-    return star_name(star, p.spacegroup_number, p.spacegroup_symbol, p.operations.rotations_frac)
+    return star_name(star, setting.parent)
 
 
 def channel_matches_kpoint(channel: DistortionChannel, k, setting: Setting | None = None) -> bool:
@@ -235,6 +237,14 @@ def channel_matches_kpoint(channel: DistortionChannel, k, setting: Setting | Non
         if (np.abs(d).max(axis=1) < 1e-6).any():
             return True
     return False
+
+
+def representation_on(setting: Setting, channels, one_copy: bool = True) -> np.ndarray:
+    """(|G|, n, n): ρ(g) on the span of ``channels`` (one channel or several), in the
+    channels' own bases: one copy of each irrep (``one_copy``) or every copy."""
+    chans = [channels] if isinstance(channels, DistortionChannel) else list(channels)
+    V = setting.distortion_basis.T @ np.concatenate([c.copies[0] if one_copy else c.basis for c in chans], axis=1)
+    return np.einsum("ai,gab,bj->gij", V, setting.representation, V)
 
 
 def distortion_representation(structure) -> tuple[np.ndarray, np.ndarray]:
@@ -312,12 +322,3 @@ def mulliken_label(chi: np.ndarray, mats: np.ndarray, complex_pair: bool = False
     elif sigma_h is not None:
         label += "'" if chi[sigma_h] > 0 else "''"
     return label
-
-
-def symmetry_of(structure) -> Symmetry:
-    """The Symmetry behind a Setting, a Symmetry or an Atoms (detected)."""
-    if isinstance(structure, Setting):
-        return structure.parent
-    if isinstance(structure, Symmetry):
-        return structure
-    return k0_setting(structure).parent

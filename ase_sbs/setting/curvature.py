@@ -95,7 +95,7 @@ def channel_curvature(setting: Setting, channel: DistortionChannel, calc, step: 
     k = np.array([float(Fraction(x)) for x in channel.kstar[0]])
     T = setting.pure_translations
     if periodic:
-        tpar = setting.translations[T] @ np.linalg.inv(np.asarray(setting.parent.atoms.cell))
+        tpar = setting.translations_frac[T] @ (np.eye(3) if setting.supercell is None else setting.supercell)
         weights = np.cos(2 * np.pi * tpar @ k)
     else:
         weights = np.ones(len(T))

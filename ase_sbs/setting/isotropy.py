@@ -31,8 +31,9 @@ import numpy as np
 
 from ..core.groups import bits, mask_of
 from ..core.pointgroups import hermann_mauguin_name, schoenflies_name
+from ..core.spacegroups import group_label
 from ..errors import SBSInputError
-from .channels import DistortionChannel
+from .channels import DistortionChannel, representation_on
 from .setting import Setting
 
 TOL = 1e-6
@@ -58,6 +59,9 @@ class Target:
             channel(s) it was enumerated in (every copy), or None.
         fixed_dimension: dim V^K in one copy of each of those channels.
         maximal: no isotropy subgroup of those channels lies strictly between K and G.
+        components: for each of those channels in which V^K is not zero, (label, its
+            part of ``fixed_space``, the dimension in one copy): the order parameter's
+            components, several for a coupled order parameter.
     """
 
     elements: tuple[int, ...]
@@ -72,6 +76,7 @@ class Target:
     fixed_space: np.ndarray | None = None
     fixed_dimension: int | None = None
     maximal: bool | None = None
+    components: tuple = ()
 
     @property
     def order(self) -> int:
@@ -83,14 +88,17 @@ class Target:
 
     @property
     def name(self) -> str:
-        if self.spacegroup_symbol:
-            return f"{self.spacegroup_symbol} ({self.spacegroup_number})"
-        return self.schoenflies
+        return group_label(self.spacegroup_number, self.spacegroup_symbol, self.schoenflies)
 
     @property
     def channel(self) -> str:
-        """The channel label (``A+B`` for a direct sum)."""
-        return "+".join(self.channels)
+        """The channel label (``A+B`` for an order parameter with components in several)."""
+        return "+".join(self.channels) if self.channels else "+".join(c[0] for c in self.components)
+
+    @property
+    def coupled(self) -> bool:
+        """True when no single channel reaches K: its order parameter couples several."""
+        return not self.channels and len(self.components) > 1
 
     def as_dict(self) -> dict:
         return {"schoenflies": self.schoenflies, "hermann_mauguin": self.hermann_mauguin,
@@ -98,14 +106,15 @@ class Target:
                 "order": self.order, "index": self.index, "n_conjugates": self.n_conjugates,
                 "channels": list(self.channels), "channel": self.channel,
                 "cell_multiplication": self.cell_multiplication, "fixed_dimension": self.fixed_dimension,
-                "maximal": self.maximal}
+                "maximal": self.maximal, "coupled": self.coupled,
+                "order_parameter": {label: dim for label, _, dim in self.components}}
 
 
 def make_target(setting: Setting, mask: int, channels: tuple[str, ...] = (), fixed_space=None,
-                fixed_dimension: int | None = None, maximal: bool | None = None) -> Target:
+                fixed_dimension: int | None = None, maximal: bool | None = None, components: tuple = ()) -> Target:
     """The :class:`Target` of the subgroup ``mask`` of G, typed."""
     el = tuple(bits(mask))
-    schoen = schoenflies_name(setting.parent.point_group_matrices[bits(setting.point_part(mask))])
+    schoen = schoenflies_name(setting.point_group_matrices[bits(setting.point_part(mask))])
     number, symbol = setting.spacegroup_of(mask)
     kept = setting.translation_count(mask)
     return Target(
@@ -113,7 +122,7 @@ def make_target(setting: Setting, mask: int, channels: tuple[str, ...] = (), fix
         spacegroup_number=number, spacegroup_symbol=symbol, index=setting.order // len(el),
         n_conjugates=len(setting.group.conjugates(mask)), channels=tuple(channels),
         cell_multiplication=setting.n_cells // max(kept, 1), fixed_space=fixed_space,
-        fixed_dimension=fixed_dimension, maximal=maximal,
+        fixed_dimension=fixed_dimension, maximal=maximal, components=tuple(components),
     )
 
 
@@ -199,18 +208,6 @@ def fixed_space_classes(rho: np.ndarray, group, max_classes: int = MAX_CLASSES, 
 # isotropy subgroups of channels
 
 
-def _one_copy(setting: Setting, channels: list[DistortionChannel]) -> np.ndarray:
-    """ρ on one copy of each channel: (|G|, Σ d, Σ d)."""
-    Q = setting.distortion_basis
-    V = np.concatenate([Q.T @ c.copies[0] for c in channels], axis=1)
-    return np.einsum("ai,gab,bj->gij", V, setting.representation, V)
-
-
-def _channel_rep(setting: Setting, channel: DistortionChannel) -> np.ndarray:
-    V = setting.distortion_basis.T @ channel.basis
-    return np.einsum("ai,gab,bj->gij", V, setting.representation, V)
-
-
 def _fixed_part(rho: np.ndarray, group, mask: int) -> np.ndarray:
     """Orthonormal basis of the vectors every element of ``mask`` fixes."""
     gens = group.generators(mask)
@@ -239,23 +236,25 @@ def isotropy_subgroups(setting: Setting, channels, max_fixed_dim: int | None = 1
     """
     chans = [channels] if isinstance(channels, DistortionChannel) else list(channels)
     what = "channel " + "+".join(c.label for c in chans)
-    rho = _one_copy(setting, chans)
+    rho = representation_on(setting, chans)
     group = setting.group
-    full = [_channel_rep(setting, c) for c in chans]
+    full = [representation_on(setting, c, one_copy=False) for c in chans]
+    one = [representation_on(setting, c) for c in chans] if len(chans) > 1 else [rho]
     out = []
     for K, S, maximal in fixed_space_classes(rho, group, max_classes, what):
         if K == group.full or (max_fixed_dim is not None and S.shape[1] > max_fixed_dim):
             continue
         parts = [c.basis @ _fixed_part(r, group, K) for c, r in zip(chans, full)]
-        fixed = np.concatenate(parts, axis=1)
-        reach = tuple(c.label for c, r in zip(chans, full) if _reaches(r, group, K)) if len(chans) > 1 \
+        components = tuple((c.label, part, _fixed_part(r1, group, K).shape[1])
+                           for c, part, r1 in zip(chans, parts, one) if part.shape[1])
+        reach = tuple(c.label for c, r in zip(chans, full) if reaches(r, group, K)) if len(chans) > 1 \
             else (chans[0].label,)
-        out.append(make_target(setting, K, reach, fixed, S.shape[1], maximal))
+        out.append(make_target(setting, K, reach, np.concatenate(parts, axis=1), S.shape[1], maximal, components))
     out.sort(key=lambda t: (t.fixed_dimension, -t.order, t.spacegroup_number or 0, t.mask))
     return out
 
 
-def _reaches(rho: np.ndarray, group, mask: int) -> bool:
+def reaches(rho: np.ndarray, group, mask: int) -> bool:
     """True when ``mask`` is an isotropy subgroup of ρ alone (its fixed space there is
     nonzero and fixed by nothing more)."""
     S = _fixed_part(rho, group, mask)
@@ -285,3 +284,23 @@ def candidate_targets(structure, symprec: float = 1e-3, angle_tolerance: float =
     targets = isotropy_subgroups(setting, channels, max_fixed_dim=None)
     targets.sort(key=lambda t: (-t.order, t.mask))
     return targets
+
+
+def coupled_targets(setting: Setting, channels: list[DistortionChannel], size: int = 2,
+                    max_classes: int = MAX_CLASSES) -> list[Target]:
+    """Coupled order parameters of every ``size``-tuple of ``channels`` (ISOTROPY's
+    COUPLED): the isotropy subgroups of each direct sum that no single channel reaches,
+    with one free parameter in each channel (the most symmetric coupled directions, such
+    as the a⁻a⁻c⁺ tilts, Pnma, of the antiphase and in-phase tilt channels), each class
+    once, largest first."""
+    from itertools import combinations
+
+    out, seen = [], set()
+    for group in combinations(channels, size):
+        for t in isotropy_subgroups(setting, list(group), max_fixed_dim=size, max_classes=max_classes):
+            if t.coupled and len(t.components) == size and all(d == 1 for _, _, d in t.components) \
+                    and t.mask not in seen:
+                seen.add(t.mask)
+                out.append(t)
+    out.sort(key=lambda t: (-t.order, t.spacegroup_number or 0, t.mask))
+    return out

@@ -20,9 +20,6 @@ KPOINT_NAMES = {"G": (0, 0, 0), "Γ": (0, 0, 0), "GAMMA": (0, 0, 0), "X": (0, 0.
                 "M": (0.5, 0.5, 0), "R": (0.5, 0.5, 0.5)}
 """Special points of a primitive cubic lattice (the names ``--kpoint`` accepts)."""
 
-CUBIC_POINTS = {"Γ": (0, 0, 0), "X": (0, 0.5, 0), "M": (0.5, 0.5, 0), "R": (0.5, 0.5, 0.5)}
-
-
 def fraction(x) -> str:
     """A number as a fraction string (denominators up to 48)."""
     return str(Fraction(float(x)).limit_denominator(48))
@@ -65,15 +62,30 @@ def same_k(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.abs(d).max() < 1e-6)
 
 
-def star_name(star: list[np.ndarray], spacegroup_number: int | None, spacegroup_symbol: str | None,
-              rotations_frac: np.ndarray) -> str:
-    """Γ for k = 0; X, M, R for primitive cubic parents (any arm of their stars); else
-    the first k in parent reciprocal fractions."""
+CUBIC_SPECIAL_POINTS = {
+    "P": {"X": (0, 0.5, 0), "M": (0.5, 0.5, 0), "R": (0.5, 0.5, 0.5)},
+    "I": {"H": (0, 0, 1), "N": (0.5, 0.5, 0), "P": (0.5, 0.5, 0.5)},
+    "F": {"X": (0, 0, 1), "L": (0.5, 0.5, 0.5), "W": (0.5, 1, 0), "K": (0.75, 0.75, 0)},
+}
+"""Special points of the cubic lattices in Cartesian units of 1/a (conventional cube axes)."""
+
+
+def star_name(star: list[np.ndarray], parent) -> str:
+    """Γ for k = 0; for cubic parents the special point whose star it is (P: X, M, R;
+    I: H, N, P; F: X, L, W, K); else the first k in parent reciprocal fractions.
+
+    ``parent`` is the primitive parent's Symmetry: a special point p (Cartesian, 1/a,
+    in the parent's standardized cube axes ``frame``) has fractions k_i = a_i · p."""
     if any(np.abs(k - np.round(k)).max() < 1e-9 for k in star):
         return "Γ"
-    if (spacegroup_number or 0) >= 195 and (spacegroup_symbol or "").startswith("P"):
-        for name, point in CUBIC_POINTS.items():
-            if any(same_k(arm, s) for arm in star_arms(point, rotations_frac) for s in star):
+    number, symbol = parent.spacegroup_number or 0, parent.spacegroup_symbol or ""
+    if number >= 195 and symbol[:1] in CUBIC_SPECIAL_POINTS:
+        L = np.asarray(parent.atoms.cell, dtype=float)
+        n = {"P": 1, "I": 2, "F": 4}[symbol[0]]
+        a = (n * abs(np.linalg.det(L))) ** (1 / 3)
+        for name, point in CUBIC_SPECIAL_POINTS[symbol[0]].items():
+            frac = L @ (parent.frame @ np.asarray(point, dtype=float)) / a
+            if any(same_k(arm, s) for arm in star_arms(frac, parent.operations.rotations_frac) for s in star):
                 return name
     return "k(" + ",".join(fraction(x) for x in star[0]) + ")"
 

@@ -37,10 +37,16 @@ import numpy as np
 from ase import Atoms
 
 from ..core.groups import FiniteGroup, bits
+from ..core.pointgroups import cayley_table
 from ..core.spacegroups import spacegroup_type
 from ..core.structure import species_labels
 from ..core.symmetrizer import Symmetrizer
-from ..core.symmetry import Symmetry, atom_permutation, detect_symmetry, symmetrized_atoms
+from ..core.symmetry import (
+    Symmetry,
+    atom_permutation,
+    detect_symmetry,
+    symmetrized_atoms,
+)
 from ..errors import SBSInputError
 
 STRAIN_BASIS = np.array(
@@ -79,6 +85,9 @@ class Setting:
             (for a k = 0 setting of a centred cell the centring translations too), from
             which space-group types of subgroups are read.
         distortion_basis: (3N [+ 6], D) orthonormal columns spanning W.
+        point_matrices: the point group of G (Cartesian, identity first) that
+            ``point_index`` refers to; None: the parent's point group. A setting
+            restricted to a subgroup (:meth:`restricted`) keeps that subgroup's.
     """
 
     parent: Symmetry
@@ -93,6 +102,19 @@ class Setting:
     supercell: np.ndarray | None
     typing_operations: tuple | None
     distortion_basis: np.ndarray
+    point_matrices: np.ndarray | None = None
+
+    @property
+    def point_group_matrices(self) -> np.ndarray:
+        """(|S|, 3, 3): the point group of G, indexed by ``point_index``."""
+        return self.parent.point_group_matrices if self.point_matrices is None else self.point_matrices
+
+    @cached_property
+    def point_group(self) -> FiniteGroup:
+        """The point group of G as a finite group (indices as ``point_group_matrices``)."""
+        if self.point_matrices is None:
+            return self.parent.point_group
+        return FiniteGroup(cayley_table(self.point_matrices))
 
     @property
     def order(self) -> int:
@@ -238,6 +260,37 @@ class Setting:
             centre = atoms.get_center_of_mass()
             translations = centre - self.rotations @ centre
         return replace(self, parent=parent, atoms=atoms, translations=translations)
+
+    def restricted(self, mask: int, structure: Atoms) -> "Setting":
+        """The subgroup K = ``mask`` of G acting on ``structure``: the setting's atoms in
+        the same order and cell basis, displaced and strained with the symmetry K (a
+        phase found in this setting). K's rotations and permutations are G's; its
+        translations follow the strained cell. The distortion space is the same W, so
+        K's channels are the isotypic components of W under K at the phase."""
+        el = bits(mask)
+        index = np.full(self.order, -1, dtype=np.int64)
+        index[el] = np.arange(len(el))
+        points = sorted(set(self.point_index[el].tolist()))
+        point_map = np.full(len(self.point_group_matrices), -1, dtype=np.int64)
+        point_map[points] = np.arange(len(points))
+        structure = structure.copy()
+        structure.calc = None
+        if self.periodic:
+            translations = self.translations_frac[el] @ np.asarray(structure.cell, dtype=float)
+            W, w, element = self.typing_operations
+            keep = [k for k, g in enumerate(element) if mask >> int(g) & 1]
+            typing = (W[keep], w[keep], index[np.asarray(element)[keep]])
+        else:
+            centre = structure.get_center_of_mass()
+            translations = centre - self.rotations[el] @ centre
+            typing = None
+        return replace(
+            self, atoms=structure, rotations=self.rotations[el], translations=translations,
+            permutations=self.permutations[el], point_index=point_map[self.point_index[el]],
+            table=index[self.table[np.ix_(el, el)]],
+            rotations_frac=None if self.rotations_frac is None else self.rotations_frac[el],
+            translations_frac=None if self.translations_frac is None else self.translations_frac[el],
+            typing_operations=typing, point_matrices=self.point_group_matrices[points])
 
     def describe(self) -> str:
         """One line: the parent and the cell."""

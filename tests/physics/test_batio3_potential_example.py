@@ -31,9 +31,9 @@ def _example_module():
 
 
 def test_example_potential_data_train_and_load(sevennet, tmp_path):
-    from ase_sbs.potentials.batched import Graphs, batched_potential
     from ase_sbs.bench import copies
     from ase_sbs.potentials import get_potential
+    from ase_sbs.potentials.batched import Graphs, batched_potential
 
     mod = _example_module()
     frames = mod.label(mod.distorted_frames(10, 1, seed=3), sevennet)

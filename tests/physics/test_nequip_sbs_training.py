@@ -39,7 +39,10 @@ def _env():
 
 def _predict(model, parent, b):
     from nequip.data import from_ase
-    from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper, NeighborListTransform
+    from nequip.data.transforms import (
+        ChemicalSpeciesToAtomTypeMapper,
+        NeighborListTransform,
+    )
 
     d = from_ase(parent)
     d = ChemicalSpeciesToAtomTypeMapper(TYPES, chemical_species_to_atom_type_map={t: t for t in TYPES})(d)

@@ -11,7 +11,7 @@ Per atom (node fields, shape ``(n_atoms, ...)``):
 - ``sbs_displacements`` (n_atoms, 3) : the per-atom displacement vectors u_i (Å) that the
   SBS-conditioned GNN predicts (the paper's task: variant = parent + u).
 - ``sbs_atom_object``   (n_atoms, dim) : per-atom SBS objects b_i of supercells
-  (translation breaking, DESIGN §2), in the same irreps basis; read by the biased wrapper
+  (translation breaking), in the same irreps basis; read by the biased wrapper
   built with ``SBSBiasedModel(per_atom=True)`` (E_sb = −λ Σ_i ⟨b_i, D_i(x)⟩), attached by
   ``AttachSBS(source="arrays")`` from ``atoms.arrays`` and fed by
   ``SBSNequIPCalculator(sbs_atom_object=...)``. The SBS-conditioned GNN uses the graph

@@ -15,7 +15,7 @@ from nequip.scripts._compile_utils import (
 from nequip.scripts._package_utils import register_libraries_as_external_for_packaging
 
 from ..errors import SBSInputError
-from ._keys import SBS_OBJECT_KEY, SBS_STRENGTH_KEY
+from .fields import SBS_OBJECT_KEY, SBS_STRENGTH_KEY
 
 SBS_COMPILE_TARGET = "ase_sbs"
 SBS_BATCH_COMPILE_TARGET = "batch_sbs"

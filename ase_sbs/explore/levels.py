@@ -1,0 +1,266 @@
+"""One level of an exploration: a setting explored from one reference structure — the
+relaxed root parent, or (in a cascade) a phase found before, with its own group K.
+
+For the level's targets: the plans of every SBS member (:mod:`ase_sbs.explore.plans`),
+the relaxations (taken from the store when finished before, else run by the runner and
+saved as each one finishes), their classification against the level's reference (a
+relaxation that comes back to the reference's group is ``returned``), and the phases:
+broken relaxations grouped by symmetry and energy, each written in the setting's cell
+with its domain variants counted against the root's group G and its symmetry modes
+against the root parent.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..core.symmetry import crystal_point_group_matrices
+from ..errors import SBSInputError
+from ..potentials.registry import Potential, torch_energy
+from ..sbs.sets import symmetry_breaking_set
+from ..setting.cells import unfold
+from ..setting.curvature import channel_curvature
+from ..setting.setting import Setting
+from .classify import (
+    cell_multiplication,
+    classify,
+    group_name,
+    max_displacement,
+    max_strain,
+    relaxation_status,
+    variants,
+)
+from .plans import MemberPlan, member_job, member_plans
+from .results import ExploreSettings, Phase, Relaxation, record
+from .store import Store, digest, safe_name
+
+
+@dataclass
+class Run:
+    """What every level of one exploration shares: the potential, settings, store and
+    runner, the root setting with its channels and the root parent's k = 0 channels
+    (modes against the root parent), and the atoms per formula unit."""
+
+    potential: Potential
+    settings: ExploreSettings
+    store: Store
+    runner: object
+    root: Setting
+    root_channels: list
+    root_k0_channels: list
+    formula_unit_atoms: float
+    progress: bool = False
+    descriptors: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The structure a level starts from: its group's type, its energy (eV/atom), and
+    ``key``, what identifies it in the store (the key of the relaxation that produced
+    it, with the setting at the root). Keys of the level's own results derive from it,
+    not from the structure's coordinates, so a rerun that reads a structure back from
+    disk (rounded) or relaxes it again (a different batch) finds the same keys."""
+
+    name: str
+    spacegroup_number: int | None
+    point_group: str
+    point_group_order: int
+    energy_per_atom: float
+    key: str
+
+
+@dataclass
+class Level:
+    """A setting explored from a reference: channels (with curvatures), targets, every
+    member's plan and relaxation, and the phases below the reference."""
+
+    setting: Setting
+    reference: Reference
+    channels: list
+    targets: list
+    plans: list
+    relaxations: list
+    phases: list
+
+
+def explore_level(setting: Setting, channels: list, targets: list, reference: Reference, run: Run,
+                  weights: dict | None = None) -> Level:
+    """Relax every target of a level and classify the results (module docstring).
+    ``weights`` sizes the components of coupled targets' objects by channel."""
+    s = run.settings
+    base = digest(run.potential.name, asdict(s), reference.key, setting.order)
+    plans: list[MemberPlan] = []
+    for t in targets:
+        B = symmetry_breaking_set(setting, t, max_l=s.max_l, channels=channels, per_atom=True if t.coupled else None,
+                                  weights=weights)
+        plans += member_plans(setting, B, s, run.descriptors)
+    relaxations: list = [None] * len(plans)
+    pending = []
+    bar = progress_bar(len(plans), run.progress)
+    for i, plan in enumerate(plans):
+        key = (f"{safe_name(plan.target)}-{digest(plan.target_elements)[:6]}-m{plan.member}"
+               f"{'' if plan.sign > 0 else 'neg'}-{base}")
+        rec = run.store.load(key)
+        if rec is not None:
+            relaxations[i] = Relaxation(**{**rec, "key": key})
+            bar.update(1)
+        elif not plan.active:
+            relaxations[i] = _inactive(plan, reference)
+            bar.update(1)
+        else:
+            pending.append((i, key, plan))
+
+    def done(k, result):
+        i, key, plan = pending[k]
+        r = _relaxation(plan, result, reference, setting, s, key)
+        run.store.save(key, record(r), r.atoms)
+        relaxations[i] = r
+        bar.update(1)
+
+    if pending:
+        run.runner.relax([member_job(setting, plan, s) for _, _, plan in pending], on_done=done)
+    bar.close()
+    phases = _phases(plans, relaxations, reference, run)
+    return Level(setting, reference, channels, targets, plans, relaxations, phases)
+
+
+def _common(plan: MemberPlan) -> dict:
+    b = np.asarray(plan.b, dtype=float)
+    return dict(target=plan.target, member=plan.member, sign=plan.sign, irreps=plan.irreps,
+                sbs_object=b.tolist(), natoms=len(plan.folded.atoms), channels=plan.channels)
+
+
+def _inactive(plan: MemberPlan, reference: Reference) -> Relaxation:
+    atoms = plan.folded.atoms.copy()
+    symbol = reference.name.split(" (")[0] if reference.spacegroup_number else None
+    return Relaxation(**_common(plan), status="bias_inactive", energy_eV=reference.energy_per_atom * len(atoms),
+                      spacegroup_number=reference.spacegroup_number, spacegroup_symbol=symbol,
+                      point_group=reference.point_group, point_group_order=reference.point_group_order, ladder={},
+                      strength_eV=0.0, steps={}, converged=True, max_displacement_A=0.0, cell_multiplication=1,
+                      atoms=atoms)
+
+
+def _relaxation(plan: MemberPlan, result, reference: Reference, setting: Setting, s: ExploreSettings,
+                key: str) -> Relaxation:
+    """Classify a finished member relaxation (saved under ``key``)."""
+    factors = s.factors
+    steps = {f"lambda_x{f:g}": n for f, n in zip(factors, result.steps)}
+    steps["release"] = result.steps[-1]
+    field_sg = None
+    if s.mode == "field":
+        fs, _ = classify(result.snapshots[factors.index(max(factors))], s.classify_symprec)
+        field_sg = group_name(fs)
+    atoms = result.atoms
+    found, ladder = classify(atoms, s.classify_symprec)
+    start = plan.folded.atoms
+    order = len(crystal_point_group_matrices(found))
+    status = relaxation_status(start, atoms, found, order, reference.spacegroup_number, reference.point_group_order,
+                               result.energy / len(atoms), reference.energy_per_atom, bool(result.converged[-1]),
+                               s.energy_tol)
+    return Relaxation(
+        **_common(plan), status=status, energy_eV=result.energy, spacegroup_number=found.spacegroup_number,
+        spacegroup_symbol=found.spacegroup_symbol, point_group=found.crystal_class or found.schoenflies,
+        point_group_order=order, ladder=ladder, strength_eV=plan.lam0,
+        steps=steps, converged=bool(result.converged[-1]), max_displacement_A=max_displacement(start, atoms),
+        max_strain=max_strain(start, atoms), field_spacegroup=field_sg,
+        cell_multiplication=cell_multiplication(found, len(setting.parent.atoms)) if setting.periodic else 1,
+        key=key, atoms=atoms)
+
+
+def _phases(plans: list[MemberPlan], relaxations: list[Relaxation], reference: Reference, run: Run) -> list[Phase]:
+    """Group broken relaxations by symmetry and energy; each phase in the setting's cell
+    with its variants against the root's G, lowest first."""
+    s = run.settings
+    groups: list[list[int]] = []
+    for i, r in enumerate(relaxations):
+        if r.status != "broken":
+            continue
+        for g in groups:
+            r0 = relaxations[g[0]]
+            if (r0.spacegroup_number, r0.point_group) == (r.spacegroup_number, r.point_group) and abs(
+                    r0.energy_per_atom - r.energy_per_atom) < s.energy_tol:
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+    phases = []
+    for g in groups:
+        i = min(g, key=lambda k: relaxations[k].energy_per_atom)
+        r = relaxations[i]
+        structure = unfold(plans[i].folded, r.atoms)
+        n_variants, images = variants(run.root, structure, tol=s.classify_symprec)
+        de = r.energy_per_atom - reference.energy_per_atom
+        phases.append(Phase(
+            target=relaxations[g[0]].target, targets=sorted({relaxations[k].target for k in g}),
+            spacegroup_number=r.spacegroup_number, spacegroup_symbol=r.spacegroup_symbol,
+            point_group=r.point_group, energy_per_atom_eV=r.energy_per_atom, delta_energy_per_atom_eV=de,
+            delta_energy_per_formula_unit_eV=de * run.formula_unit_atoms, n_variants=n_variants,
+            spontaneous=de < -s.energy_tol, irreps=r.irreps,
+            lattice=[float(x) for x in structure.cell.cellpar()] if structure.pbc.all() else None,
+            max_displacement_A=r.max_displacement_A, steps=int(sum(r.steps.values())), atoms=structure,
+            variants=images, cell_multiplication=r.cell_multiplication,
+            channels=sorted({c for k in g for c in relaxations[k].channels}), relaxation_key=r.key))
+    phases.sort(key=lambda p: p.delta_energy_per_atom_eV)
+    attach_modes(phases, run)
+    return phases
+
+
+def attach_modes(phases: list[Phase], run: Run) -> None:
+    """Each phase's symmetry-mode decomposition against the root parent
+    (:mod:`ase_sbs.analysis.modes`)."""
+    from ..analysis.modes import decompose
+
+    root = run.root
+    cache = None if root.supercell is None else (root, run.root_channels)
+    for ph in phases:
+        try:
+            ph.modes = decompose(ph.atoms, root.parent, symprec=root.parent.symprec, channels=run.root_k0_channels,
+                                 max_strain=0.5, supercell_channels=cache).as_dict()
+        except SBSInputError as exc:
+            ph.modes = {"error": str(exc)}
+
+
+def channel_curvatures(setting: Setting, channels: list, origin: str, pot: Potential, s: ExploreSettings,
+                       store: Store, progress: bool = False) -> list:
+    """Every channel with its curvature at the relaxed parent (from the store when known;
+    ``origin`` is the :attr:`Reference.key` of the structure)."""
+    key = f"curvatures-{digest(pot.name, s.curvature_step, origin, setting.order)}"
+    known = store.load_data(key) or {}
+    calc = torch_energy(pot.calc) or pot.calc
+    out = []
+    bar = progress_bar(len(channels), progress, "curvatures", "channel")
+    for c in channels:
+        if c.label not in known:
+            known[c.label] = list(channel_curvature(setting, c, calc, s.curvature_step))
+            store.save_data(key, known)
+        out.append(c.with_curvature(known[c.label]))
+        bar.update(1)
+    bar.close()
+    return out
+
+
+def channel_weights(channels: list) -> dict:
+    """The size of each channel's component when a coupled order parameter is seeded:
+    √|κ| of its most negative curvature (Landau: an unstable mode's amplitude grows as
+    √(−κ) for comparable quartic terms), by label."""
+    return {c.label: float(np.sqrt(max(-(c.min_curvature or 0.0), 1e-3))) for c in channels}
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def progress_bar(total: int, enabled: bool, desc: str = "relaxations", unit: str = "relax"):
+    """A progress bar on stderr (tqdm), or one that shows nothing."""
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)

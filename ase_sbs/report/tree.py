@@ -1,0 +1,101 @@
+"""A cascade's tree of phases as text and as a group–subgroup diagram (energy up)."""
+
+from __future__ import annotations
+
+import os
+
+from .analysis import summary_of_dict
+
+
+def _check(node) -> str:
+    """The curvature check of a node: its unstable channels, or the lowest curvature."""
+    if not node.curvatures:
+        return "not checked"
+    if node.unstable:
+        worst = sorted(((min(node.curvatures[c]), c) for c in node.unstable))
+        return "unstable: " + ", ".join(f"{c} ({k:+.3f})" for k, c in worst)
+    k, c = min((min(v), c) for c, v in node.curvatures.items())
+    return f"local minimum: {len(node.curvatures)} channels, lowest curvature {k:+.3f} ({c})"
+
+
+def describe_tree(tree, supercell: bool = False) -> str:
+    """Indented tree: each node's group, cell, ΔE per formula unit against the root,
+    variants, the route(s) that reached it and its curvature check (eV/Å²)."""
+    nodes = tree.nodes
+    lines = ["cascade (ΔE per formula unit against the root; curvatures of each phase's own channels, eV/Å²)"]
+
+    def walk(node, prefix: str, last: bool, top: bool) -> None:
+        branch = "" if top else ("└── " if last else "├── ")
+        cell = f"  x{node.cell_multiplication}" if supercell else ""
+        others = [r for r in node.routes[1:]]
+        also = ("  (also from " + ", ".join(nodes[r["from"]].name for r in others) + ")") if others else ""
+        via = "" if top else f"  via {node.routes[0]['target']}"
+        lines.append(f"{prefix}{branch}{node.name}{cell}  {1000 * node.delta_energy_per_formula_unit_eV:+.2f} meV/f.u."
+                     f"  {node.n_variants} variant{'s' if node.n_variants != 1 else ''}{via}{also}")
+        child_prefix = prefix + ("" if top else ("    " if last else "│   "))
+        kids = tree.children(node.id)
+        note = _check(node)
+        if node.unstable and not node.explored:
+            note += "; not explored (depth limit)"
+        elif node.unstable and not kids and not any(r["from"] == node.id for n in nodes for r in n.routes):
+            note += "; its relaxations found no phase below it"
+        lines.append(f"{child_prefix}    {note}")
+        for i, kid in enumerate(kids):
+            walk(kid, child_prefix, i == len(kids) - 1, False)
+
+    walk(nodes[0], "", True, True)
+    if tree.ground_state is not None:
+        g = nodes[tree.ground_state]
+        lines.append(f"ground state in this setting: {g.name}, {1000 * g.delta_energy_per_formula_unit_eV:+.2f} meV/f.u."
+                     f", {g.n_variants} variant{'s' if g.n_variants != 1 else ''}")
+    else:
+        lines.append("ground state in this setting: none found (the depth limit left the lowest phases unchecked)")
+    decomposed = [n for n in nodes[1:] if n.modes]
+    if decomposed:
+        lines += ["", "symmetry modes of each phase of the tree against the root (primary and secondary order "
+                  "parameters)"]
+        lines += [f"  {n.name}: {summary_of_dict(n.modes)}" for n in decomposed]
+    return "\n".join(lines)
+
+
+def plot_tree(tree, title: str, path: str) -> None:
+    """PNG: the tree as a group–subgroup diagram, ΔE per formula unit upward; local
+    minima filled, the ground state ringed, lines for every route."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nodes = tree.nodes
+    depth_rank: dict = {}
+    x = {}
+    for n in sorted(nodes, key=lambda n: (n.depth, n.delta_energy_per_formula_unit_eV)):
+        x[n.id] = depth_rank.get(n.depth, 0) * 0.6 + n.depth * 2.0
+        depth_rank[n.depth] = depth_rank.get(n.depth, 0) + 1
+    y = {n.id: 1000 * n.delta_energy_per_formula_unit_eV for n in nodes}
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * (max(n.depth for n in nodes) + 2) + 0.4 * len(nodes)), 4.4))
+    for n in nodes:
+        for r in n.routes:
+            ax.annotate("", xy=(x[n.id], y[n.id]), xytext=(x[r["from"]], y[r["from"]]), zorder=1,
+                        arrowprops=dict(arrowstyle="-|>", color="0.6", lw=1, shrinkA=5, shrinkB=5))
+    for n in nodes:
+        filled = bool(n.local_minimum)
+        ax.scatter([x[n.id]], [y[n.id]], s=60, zorder=3, color="tab:blue" if filled else "white",
+                   edgecolors="tab:blue")
+        if n.id == tree.ground_state:
+            ax.scatter([x[n.id]], [y[n.id]], s=220, zorder=2, facecolors="none", edgecolors="tab:red", linewidths=1.5)
+        ax.annotate(n.name, (x[n.id], y[n.id]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xticks([2.0 * d for d in sorted(depth_rank)], [f"level {d}" for d in sorted(depth_rank)])
+    ax.scatter([], [], s=60, color="tab:blue", label="local minimum in the setting")
+    ax.scatter([], [], s=60, color="white", edgecolors="tab:blue", label="unstable (a channel with κ < 0)")
+    ax.scatter([], [], s=160, facecolors="none", edgecolors="tab:red", label="ground state")
+    ax.legend(fontsize=7, loc="upper right", frameon=False)
+    ax.set_ylabel("ΔE (meV per formula unit)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.margins(x=0.15, y=0.12)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)

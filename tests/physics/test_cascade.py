@@ -1,0 +1,114 @@
+"""Ground states by cascade with SevenNet-0 (slow: minutes on CPU).
+
+SrZrO3 on 2x2x2: the tree from the cubic parent is checked against an independent plain-ASE
+computation of the orthorhombic a⁻a⁻c⁺ phase (antiphase tilts about x and y, in-phase about
+z, built by hand), relaxed under FixSymmetry with a FrechetCellFilter. BaTiO3 at k = 0: the
+three polar phases are one connected tree whose lowest node is a local minimum.
+"""
+
+import numpy as np
+import pytest
+import spglib
+from ase import Atoms
+from ase.build import make_supercell
+from ase.constraints import FixSymmetry
+from ase.filters import FrechetCellFilter
+from ase.io import read
+from ase.optimize import BFGS
+
+from ase_sbs import break_symmetry
+from ase_sbs.report.tree import describe_tree
+
+from ..conftest import EXAMPLES
+from ..test_supercell import tilt_pattern
+
+pytestmark = pytest.mark.slow
+
+FMAX = 5e-4
+
+
+def _relax(atoms, calc):
+    atoms = atoms.copy()
+    atoms.calc = calc
+    atoms.set_constraint(FixSymmetry(atoms, symprec=1e-4))
+    BFGS(FrechetCellFilter(atoms), logfile=None, maxstep=0.1).run(fmax=FMAX, steps=1500)
+    return atoms
+
+
+def _primitive(atoms, symprec=1e-4):
+    lattice, frac, numbers = spglib.find_primitive((atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers),
+                                                   symprec=symprec)
+    return Atoms(numbers, scaled_positions=frac, cell=lattice, pbc=True)
+
+
+def _number(atoms, symprec=1e-3):
+    return spglib.get_symmetry_dataset((atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers),
+                                       symprec=symprec).number
+
+
+@pytest.fixture(scope="module")
+def srzro3():
+    return read(EXAMPLES / "SrZrO3_cubic.extxyz")
+
+
+@pytest.fixture(scope="module")
+def srzro3_cascade(srzro3, sevennet, tmp_path_factory):
+    out = tmp_path_factory.mktemp("srzro3_cascade")
+    return break_symmetry(srzro3, "7net-0", supercell=(2, 2, 2), cascade=True, out=str(out), progress=False)
+
+
+@pytest.fixture(scope="module")
+def pnma_by_hand(srzro3, sevennet):
+    """ΔE per formula unit (eV) of a⁻a⁻c⁺ against the cubic parent, both plain ASE."""
+    cubic = _relax(srzro3, sevennet)
+    e_cubic = cubic.get_potential_energy() / len(cubic) * 5
+    big = make_supercell(cubic, 2 * np.eye(3))
+    big.positions += tilt_pattern(big, np.array([0.06, 0.06, 0.0]))
+    big.positions += tilt_pattern(big, np.array([0.0, 0.0, 0.06]), in_phase=True)
+    prim = _primitive(big)
+    assert len(prim) == 20 and _number(prim, 1e-4) == 62
+    relaxed = _relax(prim, sevennet)
+    assert _number(relaxed) == 62
+    return relaxed.get_potential_energy() / len(relaxed) * 5 - e_cubic
+
+
+def test_srzro3_ground_state_is_pnma_at_the_plain_ase_energy(srzro3_cascade, pnma_by_hand):
+    tree = srzro3_cascade.tree
+    print(describe_tree(tree, supercell=True))
+    ground = tree.nodes[tree.ground_state]
+    assert ground.local_minimum and not ground.unstable
+    assert all(n.energy_per_atom_eV >= ground.energy_per_atom_eV - 1e-9 for n in tree.nodes)
+    assert ground.spacegroup_number == 62 and ground.cell_multiplication == 4
+    assert _number(ground.atoms) == 62
+    assert ground.delta_energy_per_formula_unit_eV == pytest.approx(pnma_by_hand, abs=1e-3)
+    # [Pm-3m : Pnma] = 48 point operations / 4 x 4 cells
+    assert ground.n_variants == 24
+
+
+def test_srzro3_tree_lists_the_single_tilt_phases_above_the_ground_state(srzro3_cascade):
+    tree = srzro3_cascade.tree
+    ground = tree.nodes[tree.ground_state]
+    found = {n.spacegroup_number: n for n in tree.nodes[1:]}
+    for number in (140, 74, 167, 127):  # I4/mcm, Imma, R-3c (a⁻ tilts), P4/mbm (c⁺)
+        assert number in found, f"space group {number} missing from the tree"
+        assert found[number].energy_per_atom_eV > ground.energy_per_atom_eV
+    # Pnma carries both tilts: R (antiphase) and M (in-phase) amplitudes in its modes
+    modes = ground.modes["modes"] + (ground.modes.get("beyond_k0_modes") or [])
+    channels = {m["label"]: m["amplitude_A"] for m in modes}
+    assert channels["R-d3-(2)"] > 0.1 and channels["M-d3+(2)"] > 0.1
+
+
+def test_batio3_polar_phases_form_one_tree_with_a_local_minimum_at_the_bottom(sevennet, batio3):
+    tree = break_symmetry(batio3, sevennet, cascade=True, progress=False).tree
+    text = describe_tree(tree)
+    print(text)
+    by_number = {n.spacegroup_number: n for n in tree.nodes}
+    assert {99, 38, 160} <= set(by_number)
+    for n in tree.nodes:  # every node printed with its curvature check
+        assert n.curvatures
+    lowest = min(tree.nodes, key=lambda n: n.energy_per_atom_eV)
+    assert lowest.local_minimum and tree.ground_state == lowest.id
+    # connected: the lowest polar phase is reached from another polar phase as well
+    froms = {tree.nodes[r["from"]].spacegroup_number for r in lowest.routes}
+    assert froms & ({99, 38, 160} - {lowest.spacegroup_number})
+    assert "local minimum" in text and "ground state in this setting" in text
