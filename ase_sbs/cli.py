@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="potential: auto (EMT for the metals it covers, else 7net-0), emt, 7net-0, "
                    "or a NequIP model file (.nequip.zip, .nequip.pt2, .ckpt)")
     p.add_argument("--targets", default="auto",
-                   help="comma-separated targets (P4mm,R3m,...) or 'auto': the maximal isotropy subgroup of each channel")
+                   help="comma-separated targets (P4mm,R3m,...) or 'auto': "
+                   "the maximal isotropy subgroup of each channel")
     p.add_argument("--mode", choices=["seed", "field"], default="seed",
                    help="seed: small bias annealed away; field: ramp the bias up first (first-order transitions)")
     p.add_argument("--cell", choices=["full", "fixed", "volume"], default="full", help="cell relaxation (crystals)")
@@ -100,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-atoms", type=int, metavar="N",
                    help="atoms per batch of the batched engine (default: from free memory on CUDA, 64 on the CPU)")
     p.add_argument("--all-variants", action="store_true", help="relax every SBS member, not one per target")
-    p.add_argument("--seed-force", type=float, default=0.05, help="largest bias force at the parent, eV/Å (default 0.05)")
+    p.add_argument("--seed-force", type=float, default=0.05,
+                   help="largest bias force at the parent, eV/Å (default 0.05)")
     p.add_argument("--fmax", type=float, default=5e-4, help="final force criterion, eV/Å (default 5e-4)")
     p.add_argument("--max-steps", type=int, default=400, help="optimizer step budget per stage (default 400)")
     p.add_argument("--symprec", type=float, default=1e-3, help="distance tolerance in Å (default 1e-3)")
@@ -127,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="optimizer of the batched engine (default auto: fire on CUDA, bfgs on the CPU)")
     p.add_argument("--batch-atoms", type=int, metavar="N",
                    help="atoms per batch of the batched engine (default: from free memory on CUDA, 64 on the CPU)")
-    p.add_argument("--paths", default="ase,batched", help="which explores to time (default ase,batched; none: only --sweep / --many)")
+    p.add_argument("--paths", default="ase,batched",
+                   help="which explores to time (default ase,batched; none: only --sweep / --many)")
     p.add_argument("--sweep", help="comma-separated batch sizes for a throughput sweep (e.g. 1,2,4,8,16)")
     p.add_argument("--plot", help="PNG file for the throughput sweep")
     p.add_argument("--many", type=int, default=0, help="also relax this many copies of the parent in one call")

@@ -47,7 +47,8 @@ def describe_exploration(ex) -> str:
     if supercell and ex.targets:
         lines += ["", "targets (maximal isotropy subgroups of the selected channels)",
                   format_table(["target", "channel", "[G:K]", "cell x"],
-                               [[t.name, t.channel or "(coupled)", t.index, t.cell_multiplication] for t in ex.targets])]
+                               [[t.name, t.channel or "(coupled)", t.index, t.cell_multiplication]
+                                for t in ex.targets])]
     lines.append("")
     rows = []
     for ph in ex.phases:

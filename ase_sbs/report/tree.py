@@ -46,7 +46,8 @@ def describe_tree(tree, supercell: bool = False) -> str:
     walk(nodes[0], "", True, True)
     if tree.ground_state is not None:
         g = nodes[tree.ground_state]
-        lines.append(f"ground state in this setting: {g.name}, {1000 * g.delta_energy_per_formula_unit_eV:+.2f} meV/f.u."
+        lines.append(f"ground state in this setting: {g.name}, "
+                     f"{1000 * g.delta_energy_per_formula_unit_eV:+.2f} meV/f.u."
                      f", {g.n_variants} variant{'s' if g.n_variants != 1 else ''}")
     else:
         lines.append("ground state in this setting: none found (the depth limit left the lowest phases unchecked)")
