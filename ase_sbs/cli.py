@@ -18,18 +18,9 @@ from .errors import SBSInputError
 def _read(path: str, index: str):
     """The structure in ``path``, refused with one line when it cannot be read or is
     disordered (a site shared by several species)."""
-    import os
+    from .core.structure import check_structure, cif_site_labels, read_atoms
 
-    from ase.io import read
-
-    from .core.structure import check_structure, cif_site_labels
-
-    if not os.path.exists(path):
-        raise SBSInputError(f"{path}: no such file")
-    try:
-        atoms = read(path, index=index)
-    except Exception as exc:  # ase raises many types for unreadable files
-        raise SBSInputError(f"{path}: cannot read it as a structure ({type(exc).__name__}: {exc})") from exc
+    atoms = read_atoms(path, index)
     try:
         check_structure(atoms)
     except SBSInputError as exc:

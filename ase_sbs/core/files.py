@@ -28,6 +28,13 @@ def write_json(data, path: str) -> None:
         raise
 
 
+def json_safe(data):
+    """``data`` as plain JSON types (dicts, lists, str, float, int, bool, None): numpy
+    arrays and scalars converted, tuples made lists, exactly as :func:`write_json`
+    writes them."""
+    return json.loads(json.dumps(data, default=_json_default))
+
+
 def write_structure(atoms, path: str) -> None:
     """Write an extxyz file atomically, without the calculator's results."""
     from ase.io import write
