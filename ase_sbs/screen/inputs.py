@@ -47,6 +47,7 @@ def collect_parents(sources, select: str | None = None, index: str = "-1") -> Pa
     exploration; ``select`` without a database among the sources is refused too."""
     if isinstance(sources, (Atoms, str, os.PathLike)) or hasattr(sources, "toatoms"):
         sources = [sources]
+    sources = list(sources)
     found = Parents([])
     for source in sources:
         if isinstance(source, Atoms):
