@@ -52,3 +52,15 @@ def _json_default(x):
     if isinstance(x, np.generic):
         return x.item()
     raise TypeError(f"cannot serialise {type(x).__name__}")
+
+
+def save_figure(fig, path: str, dpi: int = 120) -> None:
+    """Save a matplotlib figure atomically (the format from ``path``'s suffix)."""
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.tmp{ext}"
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

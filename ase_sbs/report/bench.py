@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..core.files import save_figure
+
 
 def plot_throughput(rows: list, info: dict, path: str) -> None:
     """PNG: structures per second against batch size, model alone and full engine step."""
@@ -30,7 +32,7 @@ def plot_throughput(rows: list, info: dict, path: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 
+from ..core.files import save_figure
 from .analysis import summary_of_dict
 
 
@@ -96,7 +96,5 @@ def plot_tree(tree, title: str, path: str) -> None:
     ax.grid(True, axis="y", alpha=0.3)
     ax.margins(x=0.15, y=0.12)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
-    os.replace(tmp, path)
