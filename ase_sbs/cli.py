@@ -1,5 +1,6 @@
 """Command line: ``ase-sbs detect FILE``, ``ase-sbs sbs FILE [--target T]``,
-``ase-sbs explore FILE [--calc NAME] [--engine E] ...``, ``ase-sbs bench FILE ...``, ``ase-sbs check-potential FILE``,
+``ase-sbs explore FILE [--calc NAME] [--engine E] ...``, ``ase-sbs screen INPUTS... [--db DB] [--workers N]``,
+``ase-sbs bench FILE ...``, ``ase-sbs check-potential FILE``,
 ``ase-sbs modes CHILD --parent PARENT`` and ``ase-sbs symmetry-levels FILE [--parent PARENT]``.
 
 Tables go to stdout; ``--json OUT`` writes the same content as JSON (``-`` for stdout,
@@ -18,18 +19,9 @@ from .errors import SBSInputError
 def _read(path: str, index: str):
     """The structure in ``path``, refused with one line when it cannot be read or is
     disordered (a site shared by several species)."""
-    import os
+    from .core.structure import check_structure, cif_site_labels, read_atoms
 
-    from ase.io import read
-
-    from .core.structure import check_structure, cif_site_labels
-
-    if not os.path.exists(path):
-        raise SBSInputError(f"{path}: no such file")
-    try:
-        atoms = read(path, index=index)
-    except Exception as exc:  # ase raises many types for unreadable files
-        raise SBSInputError(f"{path}: cannot read it as a structure ({type(exc).__name__}: {exc})") from exc
+    atoms = read_atoms(path, index)
     try:
         check_structure(atoms)
     except SBSInputError as exc:
@@ -57,6 +49,46 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON to OUT ('-' for stdout only)")
 
 
+def _add_explore_options(p: argparse.ArgumentParser) -> None:
+    """The options of one exploration, shared by explore and screen (read by :func:`_explore_kwargs`)."""
+    p.add_argument("--calc", default="auto",
+                   help="potential: auto (EMT for the metals it covers, else 7net-0), emt, 7net-0, "
+                   "or a NequIP model file (.nequip.zip, .nequip.pt2, .ckpt)")
+    p.add_argument("--targets", default="auto",
+                   help="comma-separated targets (P4mm,R3m,...) or 'auto': "
+                   "the maximal isotropy subgroup of each channel")
+    p.add_argument("--mode", choices=["seed", "field"], default="seed",
+                   help="seed: small bias annealed away; field: ramp the bias up first (first-order transitions)")
+    p.add_argument("--cell", choices=["full", "fixed", "volume"], default="full", help="cell relaxation (crystals)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--engine", choices=["auto", "ase", "batched"], default="auto",
+                   help="ase: one relaxation at a time; batched: all together in torch (ase_sbs.relax.engine); "
+                   "auto (default): batched, unless the potential cannot evaluate batches (EMT, other ASE "
+                   "calculators): then ase")
+    p.add_argument("--optimizer", choices=["auto", "bfgs", "fire"], default="auto",
+                   help="optimizer of the batched engine: bfgs (as the ASE path), fire (ASE's FIRE); "
+                   "auto (default): fire on CUDA, bfgs on the CPU")
+    p.add_argument("--batch-atoms", type=int, metavar="N",
+                   help="atoms per batch of the batched engine (default: from free memory on CUDA, 64 on the CPU)")
+    p.add_argument("--all-variants", action="store_true", help="relax every SBS member, not one per target")
+    p.add_argument("--seed-force", type=float, default=0.05,
+                   help="largest bias force at the parent, eV/Å (default 0.05)")
+    p.add_argument("--fmax", type=float, default=5e-4, help="final force criterion, eV/Å (default 5e-4)")
+    p.add_argument("--max-steps", type=int, default=400, help="optimizer step budget per stage (default 400)")
+    p.add_argument("--symprec", type=float, default=1e-3, help="distance tolerance in Å (default 1e-3)")
+    p.add_argument("--supercell", type=int, nargs="+", metavar="N",
+                   help="beyond k = 0: run on this supercell of the given cell: three integers (2 2 2) or the nine "
+                   "of a matrix, rows first (1 1 0 -1 1 0 0 0 2); a conventional cell is reduced to its primitive "
+                   "parent first")
+    p.add_argument("--kpoint", help="beyond k = 0: only channels at this k-star: R, M, X, G or 'kx ky kz' "
+                   "(picks the supercell when --supercell is not given)")
+    p.add_argument("--cascade", action="store_true",
+                   help="from every phase found, explore its own unstable channels in the same setting, down to "
+                   "--max-depth levels (explore prints the tree and writes phase_tree.png); the ground state is the "
+                   "tree's lowest local minimum")
+    p.add_argument("--max-depth", type=int, default=3, metavar="N", help="levels of the cascade (default 3)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ase-sbs",
@@ -79,42 +111,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-l", type=int, default=4, help="largest O(3) degree l searched (default 4)")
     p = sub.add_parser("explore", help="relax along every symmetry-breaking channel and report the phases found")
     _add_input(p)
-    p.add_argument("--calc", default="auto",
-                   help="potential: auto (EMT for the metals it covers, else 7net-0), emt, 7net-0, "
-                   "or a NequIP model file (.nequip.zip, .nequip.pt2, .ckpt)")
-    p.add_argument("--targets", default="auto",
-                   help="comma-separated targets (P4mm,R3m,...) or 'auto': the maximal isotropy subgroup of each channel")
-    p.add_argument("--mode", choices=["seed", "field"], default="seed",
-                   help="seed: small bias annealed away; field: ramp the bias up first (first-order transitions)")
-    p.add_argument("--cell", choices=["full", "fixed", "volume"], default="full", help="cell relaxation (crystals)")
+    _add_explore_options(p)
     p.add_argument("--out", help="output directory (default: <file stem>_sbs); finished relaxations there are reused")
     p.add_argument("--json", metavar="FILE", help="also write the results JSON to FILE ('-' for stdout only)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    p.add_argument("--engine", choices=["auto", "ase", "batched"], default="auto",
-                   help="ase: one relaxation at a time; batched: all together in torch (ase_sbs.relax.engine); "
-                   "auto (default): batched, unless the potential cannot evaluate batches (EMT, other ASE "
-                   "calculators): then ase")
-    p.add_argument("--optimizer", choices=["auto", "bfgs", "fire"], default="auto",
-                   help="optimizer of the batched engine: bfgs (as the ASE path), fire (ASE's FIRE); "
-                   "auto (default): fire on CUDA, bfgs on the CPU")
-    p.add_argument("--batch-atoms", type=int, metavar="N",
-                   help="atoms per batch of the batched engine (default: from free memory on CUDA, 64 on the CPU)")
-    p.add_argument("--all-variants", action="store_true", help="relax every SBS member, not one per target")
-    p.add_argument("--seed-force", type=float, default=0.05, help="largest bias force at the parent, eV/Å (default 0.05)")
-    p.add_argument("--fmax", type=float, default=5e-4, help="final force criterion, eV/Å (default 5e-4)")
-    p.add_argument("--max-steps", type=int, default=400, help="optimizer step budget per stage (default 400)")
-    p.add_argument("--symprec", type=float, default=1e-3, help="distance tolerance in Å (default 1e-3)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--supercell", type=int, nargs="+", metavar="N",
-                   help="beyond k = 0: run on this supercell of the given cell: three integers (2 2 2) or the nine "
-                   "of a matrix, rows first (1 1 0 -1 1 0 0 0 2); a conventional cell is reduced to its primitive "
-                   "parent first")
-    p.add_argument("--kpoint", help="beyond k = 0: only channels at this k-star: R, M, X, G or 'kx ky kz' "
-                   "(picks the supercell when --supercell is not given)")
-    p.add_argument("--cascade", action="store_true",
-                   help="from every phase found, explore its own unstable channels in the same setting, down to "
-                   "--max-depth levels; prints the tree, writes phase_tree.png and the ground state")
-    p.add_argument("--max-depth", type=int, default=3, metavar="N", help="levels of the cascade (default 3)")
+    p = sub.add_parser("screen", help="explore many parents (on Dask workers) into an ASE database (SQLite or "
+                       "PostgreSQL); parents already there with the same settings are skipped")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="structure files, directories (every file ase.io reads in them) or ASE databases "
+                   "(.db, postgresql://...; --select picks rows)")
+    p.add_argument("--index", default="-1", help="frames of a multi-frame file (ase.io index, default -1; ':' all)")
+    p.add_argument("--select", help="rows of the input databases, in 'ase db' syntax (e.g. 'natoms<10,Ti')")
+    p.add_argument("--db", default="results.db", help="results database: an SQLite file (default results.db) or a "
+                   "postgresql://user@host:port/name URL (pip install 'ase-sbs[db]')")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="explore on a local Dask cluster of N worker processes (pip install 'ase-sbs[dask]'); "
+                   "default: one parent after the other in this process")
+    p.add_argument("--scheduler", metavar="ADDR",
+                   help="explore on the Dask scheduler at ADDR (tcp://host:8786, e.g. a dask-jobqueue cluster)")
+    p.add_argument("--retries", type=int, default=2, help="times a failing Dask task is resubmitted (default 2)")
+    _add_explore_options(p)
+    p.add_argument("--no-progress", action="store_true", help="no line per parent, only the closing summary")
     p = sub.add_parser("bench", help="wall time of explore: ASE path vs batched engine vs the model-only floor")
     _add_input(p)
     p.add_argument("--calc", default="auto", help="potential (as for explore)")
@@ -127,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="optimizer of the batched engine (default auto: fire on CUDA, bfgs on the CPU)")
     p.add_argument("--batch-atoms", type=int, metavar="N",
                    help="atoms per batch of the batched engine (default: from free memory on CUDA, 64 on the CPU)")
-    p.add_argument("--paths", default="ase,batched", help="which explores to time (default ase,batched; none: only --sweep / --many)")
+    p.add_argument("--paths", default="ase,batched",
+                   help="which explores to time (default ase,batched; none: only --sweep / --many)")
     p.add_argument("--sweep", help="comma-separated batch sizes for a throughput sweep (e.g. 1,2,4,8,16)")
     p.add_argument("--plot", help="PNG file for the throughput sweep")
     p.add_argument("--many", type=int, default=0, help="also relax this many copies of the parent in one call")
@@ -214,15 +232,8 @@ def _explore(args) -> int:
 
     atoms = _read(args.file, args.index)
     out = args.out = args.out or os.path.splitext(os.path.basename(args.file))[0] + "_sbs"
-    supercell = _supercell(args.supercell)
-    ex = break_symmetry(
-        atoms, calc=args.calc, targets=args.targets, mode=args.mode, cell=args.cell, out=out,
-        progress=not args.no_progress and sys.stderr.isatty(), device=args.device,
-        supercell=supercell, kpoint=args.kpoint,
-        seed_force=args.seed_force, release_fmax=args.fmax, max_steps=args.max_steps, symprec=args.symprec,
-        all_variants=args.all_variants, engine=args.engine, engine_options=_engine_options(args),
-        cascade=args.cascade, max_depth=args.max_depth,
-    )
+    ex = break_symmetry(atoms, calc=args.calc, out=out, progress=not args.no_progress and sys.stderr.isatty(),
+                        device=args.device, **_explore_kwargs(args))
     data = write_exploration(ex, out)
     if args.json != "-":
         print(describe_exploration(ex))
@@ -231,6 +242,28 @@ def _explore(args) -> int:
               f"{os.path.join(out, 'phases')}/{tree}")
     if args.json:
         write_json(data, args.json)
+    return 0
+
+
+def _explore_kwargs(args) -> dict:
+    """break_symmetry's keyword arguments from the options of :func:`_add_explore_options`
+    (without calc and device)."""
+    return dict(targets=args.targets, mode=args.mode, cell=args.cell, supercell=_supercell(args.supercell),
+                kpoint=args.kpoint, seed_force=args.seed_force, release_fmax=args.fmax, max_steps=args.max_steps,
+                symprec=args.symprec, all_variants=args.all_variants, engine=args.engine,
+                engine_options=_engine_options(args), cascade=args.cascade, max_depth=args.max_depth)
+
+
+def _screen(args) -> int:
+    from .report.screen import describe_outcome, describe_summary
+    from .screen import screen
+
+    args.resume = f"finished parents are in {args.db} and the same command skips them"
+    summary = screen(args.inputs, calc=args.calc, db=args.db, workers=args.workers, scheduler=args.scheduler,
+                     progress=False if args.no_progress else (lambda o: print(describe_outcome(o), flush=True)),
+                     select=args.select, index=args.index, device=args.device, retries=args.retries,
+                     **_explore_kwargs(args))
+    print(describe_summary(summary))
     return 0
 
 
@@ -380,8 +413,9 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        commands = {"detect": _detect, "sbs": _sbs, "explore": _explore, "check-potential": _check_potential,
-                    "modes": _modes, "symmetry-levels": _symmetry_levels, "bench": _bench}
+        commands = {"detect": _detect, "sbs": _sbs, "explore": _explore, "screen": _screen,
+                    "check-potential": _check_potential, "modes": _modes, "symmetry-levels": _symmetry_levels,
+                    "bench": _bench}
         return commands[args.command](args)
     except SBSInputError as exc:
         print(f"ase-sbs: error: {exc}", file=sys.stderr)
@@ -389,8 +423,9 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # e.g. piped into head
         return 0
     except KeyboardInterrupt:
-        out = getattr(args, "out", None)
+        out, resume = getattr(args, "out", None), getattr(args, "resume", None)
         saved = f"; finished relaxations are saved in {out}/ and the same command resumes" if out else ""
+        saved = f"; {resume}" if resume else saved
         print(f"ase-sbs: interrupted{saved}", file=sys.stderr)
         return 130
 

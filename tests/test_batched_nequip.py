@@ -31,7 +31,8 @@ def nequip_calc():
                                per_type_energy_shifts={"Cu": -3.0, "Au": -4.0})
         model.eval()
         calc = NequIPCalculator(model=model, device="cpu",
-                                transforms=basic_transforms(model.metadata, 4.0, ["Cu", "Au"], {"Cu": "Cu", "Au": "Au"}))
+                                transforms=basic_transforms(model.metadata, 4.0, ["Cu", "Au"],
+                                                            {"Cu": "Cu", "Au": "Au"}))
     yield calc
     torch.set_default_dtype(dtype)
 

@@ -82,7 +82,8 @@ class EMTLike(Calculator):
         np.add.at(f, i, g)
         virial = -0.5 * np.einsum("ni,nj->ij", g, D)
         self.results = {"energy": e, "forces": f,
-                        "stress": -np.array([virial[0, 0], virial[1, 1], virial[2, 2], virial[1, 2], virial[0, 2], virial[0, 1]]) / self.atoms.get_volume()}
+                        "stress": -np.array([virial[0, 0], virial[1, 1], virial[2, 2],
+                                             virial[1, 2], virial[0, 2], virial[0, 1]]) / self.atoms.get_volume()}
 
 
 class NaNCalculator(EMTLike):

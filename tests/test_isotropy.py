@@ -127,7 +127,8 @@ def test_coupled_tilts_and_polar_tilt_subgroups_match_the_tables(pm3m_222):
     polar = next(c for c in channels if c.label == "Γ-T1u")
     coupled = [t for t in isotropy_subgroups(setting, [tilt, in_phase], max_fixed_dim=None) if t.coupled]
     ours = Counter((t.spacegroup_number, t.index, t.cell_multiplication) for t in coupled)
-    table = Counter((e["number"], e["index"], e["cell_multiplication"]) for e in REFERENCE["coupled"]["R4+ + M3+"]["entries"])
+    table = Counter((e["number"], e["index"], e["cell_multiplication"])
+                    for e in REFERENCE["coupled"]["R4+ + M3+"]["entries"])
     assert ours == table
     pnma = [t for t in coupled if t.spacegroup_number == 62]
     assert len(pnma) == 1 and pnma[0].index == 24 and pnma[0].cell_multiplication == 4

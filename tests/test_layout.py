@@ -1,5 +1,5 @@
 """The package's shape, checked: the layering contract (import-linter, pyproject.toml),
-modules of a readable size, no private name imported from another module, and
+ruff's checks (pyproject.toml), modules of a readable size, no private name imported from another module, and
 docstrings that refer only to what is in the repository."""
 
 import ast
@@ -21,6 +21,15 @@ def test_the_layers_import_only_downwards():
     proc = subprocess.run([exe], capture_output=True, text=True, cwd=PACKAGE.parent)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "1 kept, 0 broken" in proc.stdout
+
+
+def test_ruff_finds_nothing():
+    root = PACKAGE.parent
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "ase_sbs", "tests", "benchmarks", "examples"],
+                          capture_output=True, text=True, cwd=root)
+    if "No module named ruff" in proc.stderr:
+        pytest.fail("ruff is not installed: pip install -e '.[test]'")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
 
 
 def test_modules_stay_readable():

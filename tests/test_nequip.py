@@ -213,7 +213,8 @@ def test_configuration_mistakes_fail_at_build_time():
     gnn = sn.SBSNequIPGNNModel(sbs_irreps="1o+2e", seed=0, model_dtype="float64", type_names=TYPES, r_max=R_MAX,
                                num_layers=1, num_features=4)
     a = read(EXAMPLES / "BaTiO3_cubic.cif")
-    with pytest.raises(ValueError, match="has 3 components per frame but the model.s SBS irreps 1x1o\\+1x2e have dimension 8"):
+    with pytest.raises(ValueError, match="has 3 components per frame but the model.s SBS irreps "
+                                         "1x1o\\+1x2e have dimension 8"):
         gnn(to_data(a, sbs_object=[0, 0, 1]))
     with pytest.raises(ValueError, match="needs `sbs_object`"):
         gnn(to_data(a))

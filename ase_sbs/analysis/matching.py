@@ -191,8 +191,10 @@ def _match_crystal(child: Atoms, psym: Symmetry, n: int, max_strain: float):
     if not cands:
         raise SBSInputError(
             f"the child's cell is not a sublattice match: no {n}-fold supercell of the parent's lattice "
-            f"maps onto it within {max_strain:.0%} strain (cell lengths {np.round(child.cell.cellpar()[:3], 3).tolist()} Å "
-            f"vs the parent's {np.round(parent.cell.cellpar()[:3], 3).tolist()} Å); check the parent, or raise max_strain"
+            f"maps onto it within {max_strain:.0%} strain (cell lengths "
+            f"{np.round(child.cell.cellpar()[:3], 3).tolist()} Å "
+            f"vs the parent's {np.round(parent.cell.cellpar()[:3], 3).tolist()} Å); "
+            "check the parent, or raise max_strain"
         )
     ell = strain_length(parent)
     fp = parent.get_scaled_positions(wrap=True)

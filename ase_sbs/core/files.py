@@ -28,6 +28,13 @@ def write_json(data, path: str) -> None:
         raise
 
 
+def json_safe(data):
+    """``data`` as plain JSON types (dicts, lists, str, float, int, bool, None): numpy
+    arrays and scalars converted, tuples made lists, exactly as :func:`write_json`
+    writes them."""
+    return json.loads(json.dumps(data, default=_json_default))
+
+
 def write_structure(atoms, path: str) -> None:
     """Write an extxyz file atomically, without the calculator's results."""
     from ase.io import write
@@ -45,3 +52,15 @@ def _json_default(x):
     if isinstance(x, np.generic):
         return x.item()
     raise TypeError(f"cannot serialise {type(x).__name__}")
+
+
+def save_figure(fig, path: str, dpi: int = 120) -> None:
+    """Save a matplotlib figure atomically (the format from ``path``'s suffix)."""
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.tmp{ext}"
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

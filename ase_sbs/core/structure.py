@@ -79,6 +79,23 @@ def _check_ordered(atoms: Atoms) -> None:
         )
 
 
+def read_atoms(path: str, index: str = "-1"):
+    """The structure ``index`` selects in ``path`` (an ase.io index: ``-1`` the last
+    frame, ``:`` a list of every frame), read by ase.io in any format it knows;
+    refused with one line when the file is missing or cannot be read. Not checked:
+    :func:`check_structure` is the next step."""
+    import os
+
+    from ase.io import read
+
+    if not os.path.exists(path):
+        raise SBSInputError(f"{path}: no such file")
+    try:
+        return read(path, index=index)
+    except Exception as exc:  # ase raises many types for unreadable files
+        raise SBSInputError(f"{path}: cannot read it as a structure ({type(exc).__name__}: {exc})") from exc
+
+
 def cif_site_labels(path: str) -> dict:
     """{rounded fractional position: [site labels]} of the first block of a CIF file
     ({} when it has none), to name partially occupied sites in messages."""

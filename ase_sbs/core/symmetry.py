@@ -13,7 +13,6 @@ onto atom ``permutations[k, i]``: R x_i + t ≡ x_{π(i)} (mod lattice for cryst
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -116,7 +115,8 @@ class Symmetry:
             return (f"{self.spacegroup_symbol} ({self.spacegroup_number}), crystal class {self.crystal_class}; "
                     f"operations compatible with this cell: {self.hermann_mauguin} ({self.schoenflies})")
         if self.periodic:
-            return f"{self.spacegroup_symbol} ({self.spacegroup_number}), point group {self.hermann_mauguin} ({self.schoenflies})"
+            return (f"{self.spacegroup_symbol} ({self.spacegroup_number}), "
+                    f"point group {self.hermann_mauguin} ({self.schoenflies})")
         return f"point group {self.schoenflies}" + (f" ({self.hermann_mauguin})" if self.hermann_mauguin else "")
 
 

@@ -12,7 +12,8 @@ Nodes are the root and every distinct phase: a phase reached by several routes i
 node, with every route recorded — same energy within ``energy_tol`` and either the same
 space group and cell multiplication or the same distortion up to G within
 ``MERGE_TOL`` Å (a relaxation inside a subgroup that ends a little off a higher-symmetry
-phase is that phase; the node keeps the name of the higher symmetry). Energies (per formula unit) and domain variants count against the
+phase is that phase; the node keeps the name of the higher symmetry).
+Energies (per formula unit) and domain variants count against the
 root. The lowest local minimum is the ground state in this setting: what a larger
 supercell or another k-point would allow is beyond it.
 """

@@ -189,5 +189,5 @@ def variants(setting: Setting, structure: Atoms, tol: float) -> tuple[int, list[
 
 
 __all__ = ["CLASSIFY_LADDER", "classify", "relaxation_status", "cell_multiplication", "formula_units",
-           "max_displacement", "max_strain", "distortion", "stabilizer", "variants", "variant_image", "image", "same_phase",
-           "group_name"]
+           "max_displacement", "max_strain", "distortion", "stabilizer", "variants", "variant_image", "image",
+           "same_phase", "group_name"]

@@ -75,7 +75,8 @@ def _type_numbers(type_names: Sequence[str], type_numbers) -> List[int]:
 
     if type_numbers is not None:
         if len(type_numbers) != len(type_names):
-            raise SBSInputError(f"type_numbers {list(type_numbers)} must give one atomic number per type {list(type_names)}")
+            raise SBSInputError(f"type_numbers {list(type_numbers)} must give one atomic number per type "
+                                f"{list(type_names)}")
         return [int(z) for z in type_numbers]
     unknown = [t for t in type_names if t not in atomic_numbers]
     if unknown:
@@ -303,7 +304,8 @@ def SBSNequIPGNNModel(
         )
         prev = layer.irreps_out
         modules[f"layer{i}_convnet"] = layer
-    energy_readout = AtomwiseLinear(field=AtomicDataDict.NODE_FEATURES_KEY, out_field=AtomicDataDict.PER_ATOM_ENERGY_KEY,
+    energy_readout = AtomwiseLinear(field=AtomicDataDict.NODE_FEATURES_KEY,
+                                    out_field=AtomicDataDict.PER_ATOM_ENERGY_KEY,
                                     irreps_in=prev, irreps_out="1x0e")
     modules["per_atom_energy_readout"] = energy_readout
     prev = energy_readout.irreps_out

@@ -115,9 +115,11 @@ class AttachSBS(torch.nn.Module):
 
         pos = data[AtomicDataDict.POSITIONS_KEY].detach().cpu().numpy().astype(np.float64)
         cell = data[AtomicDataDict.CELL_KEY].detach().cpu().numpy().reshape(3, 3).astype(np.float64)
-        pbc = data[AtomicDataDict.PBC_KEY].detach().cpu().numpy().reshape(3) if AtomicDataDict.PBC_KEY in data else False
+        pbc = (data[AtomicDataDict.PBC_KEY].detach().cpu().numpy().reshape(3) if AtomicDataDict.PBC_KEY in data
+               else False)
         if AtomicDataDict.ATOMIC_NUMBERS_KEY not in data:
-            raise SBSInputError("AttachSBS source=parent needs atomic numbers: put it before ChemicalSpeciesToAtomTypeMapper")
+            raise SBSInputError("AttachSBS source=parent needs atomic numbers: "
+                                "put it before ChemicalSpeciesToAtomTypeMapper")
         z = data[AtomicDataDict.ATOMIC_NUMBERS_KEY].detach().cpu().numpy().reshape(-1)
         return Atoms(numbers=z, positions=pos, cell=cell, pbc=pbc)
 

@@ -79,6 +79,22 @@ def _nequip(path: str, device: str) -> Potential:
     return Potential(calc, os.path.basename(path), None)
 
 
+def potential_name(name="auto", symbols=()) -> str:
+    """The name the :class:`Potential` :func:`get_potential` returns for ``name`` and
+    ``symbols`` will carry (``auto`` resolved by the elements), without loading it:
+    ``emt``, ``7net-0``, a model file's base name, or a calculator's class name."""
+    if not isinstance(name, str):
+        return type(name).__name__
+    key = name.lower()
+    if key == "auto":
+        return "emt" if set(symbols) and set(symbols) <= set(EMT_METALS) else "7net-0"
+    if key in ("7net-0", "sevennet-0"):
+        return "7net-0"
+    if key == "emt":
+        return "emt"
+    return os.path.basename(name)
+
+
 def get_potential(name="auto", symbols=(), device: str = "cpu") -> Potential:
     """Resolve ``name`` to a :class:`Potential` and check it covers ``symbols``.
 
@@ -90,10 +106,8 @@ def get_potential(name="auto", symbols=(), device: str = "cpu") -> Potential:
             raise SBSInputError(f"{name!r} is neither a calculator name nor an ASE calculator")
         return Potential(name, type(name).__name__, None)
     device = resolve_device(device)
-    key = name.lower()
+    key = potential_name(name, symbols) if name.lower() == "auto" else name.lower()
     symbols = set(symbols)
-    if key == "auto":
-        key = "emt" if symbols and symbols <= set(EMT_METALS) else "7net-0"
     if key == "emt":
         pot = _emt()
     elif key in ("7net-0", "sevennet-0"):

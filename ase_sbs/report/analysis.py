@@ -12,7 +12,8 @@ def describe_modes(dec, all_channels: bool = False) -> str:
     lines = [
         f"parent        {m.parent.name()}",
         f"child         {dec.child_symmetry}",
-        *([f"cells         {m.n_cells} parent cell(s) in the child's cell, H = {m.supercell.tolist()}"] if crystal else []),
+        *([f"cells         {m.n_cells} parent cell(s) in the child's cell, "
+           f"H = {m.supercell.tolist()}"] if crystal else []),
         f"total         {dec.total_A:.6f} Å{' per parent cell' if crystal else ''}; "
         f"symmetry-breaking part {dec.breaking_A:.6f} Å",
         f"isotropy      {dec.isotropy_name} ({dec.isotropy_point_group}) = stabilizer of the k = 0 distortion",

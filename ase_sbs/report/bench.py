@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..core.files import save_figure
+
 
 def plot_throughput(rows: list, info: dict, path: str) -> None:
     """PNG: structures per second against batch size, model alone and full engine step."""
@@ -25,22 +27,25 @@ def plot_throughput(rows: list, info: dict, path: str) -> None:
     ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2g") if narrow else NullFormatter())
     ax.set_xlabel("batch size (structures)")
     ax.set_ylabel("structures / s")
-    ax.set_title(f"{info['structure']} ({info['natoms']} atoms), {info['potential']}, {info['device_name']}", fontsize=9)
+    ax.set_title(f"{info['structure']} ({info['natoms']} atoms), {info['potential']}, {info['device_name']}",
+                 fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 
 def describe(out: dict) -> str:
     """The benchmark as a table."""
     lines = [f"{out['structure']} ({out['natoms']} atoms), {out.get('relaxations', 0)} relaxations, "
-             f"{out['potential']} on {out['device_name']} ({out['torch_threads']} threads), optimizer {out['optimizer']}"]
+             f"{out['potential']} on {out['device_name']} ({out['torch_threads']} threads), "
+             f"optimizer {out['optimizer']}"]
     if any(k in out for k in ("ase_s", "batched_s")):
         lines.append(f"{'path':<26}{'wall s':>10}{'vs floor':>10}{'CPU s':>10}")
     floor = out.get("floor_s")
-    for key, name in (("ase_s", "ASE (one at a time)"), ("batched_s", "batched engine"), ("floor_s", "floor (model only)")):
+    for key, name in (("ase_s", "ASE (one at a time)"), ("batched_s", "batched engine"),
+                      ("floor_s", "floor (model only)")):
         if key in out:
             ratio = f"{out[key] / floor:.2f}x" if floor else "-"
             cpu = out.get(key.replace("_s", "_cpu_s"))
@@ -48,7 +53,8 @@ def describe(out: dict) -> str:
             lines.append(f"{name:<26}{out[key]:>10.2f}{ratio:>10}{cpu}")
     if "batched_engine_s" in out:
         f = f" = {out['batched_engine_s'] / floor:.2f}x the floor" if floor else ""
-        lines.append(f"of the batched explore, inside the engine (relaxations only): {out['batched_engine_s']:.2f} s{f}")
+        lines.append("of the batched explore, inside the engine (relaxations only): "
+                     f"{out['batched_engine_s']:.2f} s{f}")
     if "speedup" in out:
         lines.append(f"speed-up of the batched engine over the ASE path: {out['speedup']:.2f}x")
     if "same_phases" in out:

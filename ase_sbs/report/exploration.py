@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from ..core.files import write_json, write_structure
+from ..core.files import save_figure, write_json, write_structure
 from .analysis import summary_of_dict
 from .tables import format_table
 from .tree import describe_tree, plot_tree
@@ -47,7 +47,8 @@ def describe_exploration(ex) -> str:
     if supercell and ex.targets:
         lines += ["", "targets (maximal isotropy subgroups of the selected channels)",
                   format_table(["target", "channel", "[G:K]", "cell x"],
-                               [[t.name, t.channel or "(coupled)", t.index, t.cell_multiplication] for t in ex.targets])]
+                               [[t.name, t.channel or "(coupled)", t.index, t.cell_multiplication]
+                                for t in ex.targets])]
     lines.append("")
     rows = []
     for ph in ex.phases:
@@ -114,10 +115,8 @@ def plot_energies(ex, path: str) -> None:
     ax.axhline(0, color="0.8", linewidth=0.8, zorder=0)
     ax.margins(x=0.08, y=0.18)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_exploration(ex, out: str) -> dict:

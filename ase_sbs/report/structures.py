@@ -132,7 +132,8 @@ def describe_setting_channels(setting: Setting, channels: list[DistortionChannel
         subgroups = [f"{t.name} [{t.index}] x{t.cell_multiplication}" + ("" if t.fixed_dimension == 1
                                                                           else f" ({t.fixed_dimension}-dim)")
                      for t in isotropy[c.label]]
-        k = " ".join("(" + ",".join(x) + ")" for x in c.kstar[:1]) + (f" +{len(c.kstar) - 1}" if len(c.kstar) > 1 else "")
+        k = " ".join("(" + ",".join(x) + ")" for x in c.kstar[:1]) + (f" +{len(c.kstar) - 1}" if len(c.kstar) > 1
+                                                                      else "")
         rows.append([c.label, k, c.dimension, c.multiplicity, "+".join(c.sources), "; ".join(subgroups) or "-"])
     lines.append(format_table(["channel", "k", "dim", "copies", "from",
                                "isotropy subgroups: type [index G:K] x cell multiplication"], rows))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 
+from ..core.files import save_figure
 from .analysis import summary_of_dict
 
 
@@ -46,7 +46,8 @@ def describe_tree(tree, supercell: bool = False) -> str:
     walk(nodes[0], "", True, True)
     if tree.ground_state is not None:
         g = nodes[tree.ground_state]
-        lines.append(f"ground state in this setting: {g.name}, {1000 * g.delta_energy_per_formula_unit_eV:+.2f} meV/f.u."
+        lines.append(f"ground state in this setting: {g.name}, "
+                     f"{1000 * g.delta_energy_per_formula_unit_eV:+.2f} meV/f.u."
                      f", {g.n_variants} variant{'s' if g.n_variants != 1 else ''}")
     else:
         lines.append("ground state in this setting: none found (the depth limit left the lowest phases unchecked)")
@@ -95,7 +96,5 @@ def plot_tree(tree, title: str, path: str) -> None:
     ax.grid(True, axis="y", alpha=0.3)
     ax.margins(x=0.15, y=0.12)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
-    os.replace(tmp, path)

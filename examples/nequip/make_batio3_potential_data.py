@@ -8,7 +8,8 @@ with Ti and O displaced against each other along random directions (half of them
 <100>, <110> or <111>, the P4mm, Amm2 and R3m order parameters), amplitudes up to 0.4 Å,
 random symmetric strains up to 3 % (for 30 % of the frames plus -4 % to +8 % along the
 polar direction, for 10 % +8 % to +50 %, so that the model learns that energy rises far
-from the minima), and random rattles of 0.03 Å; plus such 2x2x2 supercells (40 atoms). Energies (eV), forces (eV/Å) and stresses (eV/Å³) are
+from the minima), and random rattles of 0.03 Å; plus such 2x2x2 supercells (40 atoms).
+Energies (eV), forces (eV/Å) and stresses (eV/Å³) are
 SevenNet-0's. ``train.extxyz`` and ``val.extxyz`` split the frames 9:1.
 
 The resulting model is a fixture for benchmarks and examples (it reproduces the

@@ -8,43 +8,17 @@ three polar phases are one connected tree whose lowest node is a local minimum.
 
 import numpy as np
 import pytest
-import spglib
-from ase import Atoms
 from ase.build import make_supercell
-from ase.constraints import FixSymmetry
-from ase.filters import FrechetCellFilter
 from ase.io import read
-from ase.optimize import BFGS
 
 from ase_sbs import break_symmetry
 from ase_sbs.report.tree import describe_tree
 
 from ..conftest import EXAMPLES
 from ..test_supercell import tilt_pattern
+from .plain_ase import primitive, relax_keeping_symmetry, spacegroup_number
 
 pytestmark = pytest.mark.slow
-
-FMAX = 5e-4
-
-
-def _relax(atoms, calc):
-    atoms = atoms.copy()
-    atoms.calc = calc
-    atoms.set_constraint(FixSymmetry(atoms, symprec=1e-4))
-    BFGS(FrechetCellFilter(atoms), logfile=None, maxstep=0.1).run(fmax=FMAX, steps=1500)
-    return atoms
-
-
-def _primitive(atoms, symprec=1e-4):
-    lattice, frac, numbers = spglib.find_primitive((atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers),
-                                                   symprec=symprec)
-    return Atoms(numbers, scaled_positions=frac, cell=lattice, pbc=True)
-
-
-def _number(atoms, symprec=1e-3):
-    return spglib.get_symmetry_dataset((atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers),
-                                       symprec=symprec).number
-
 
 @pytest.fixture(scope="module")
 def srzro3():
@@ -60,15 +34,15 @@ def srzro3_cascade(srzro3, sevennet, tmp_path_factory):
 @pytest.fixture(scope="module")
 def pnma_by_hand(srzro3, sevennet):
     """ΔE per formula unit (eV) of a⁻a⁻c⁺ against the cubic parent, both plain ASE."""
-    cubic = _relax(srzro3, sevennet)
+    cubic = relax_keeping_symmetry(srzro3, sevennet)
     e_cubic = cubic.get_potential_energy() / len(cubic) * 5
     big = make_supercell(cubic, 2 * np.eye(3))
     big.positions += tilt_pattern(big, np.array([0.06, 0.06, 0.0]))
     big.positions += tilt_pattern(big, np.array([0.0, 0.0, 0.06]), in_phase=True)
-    prim = _primitive(big)
-    assert len(prim) == 20 and _number(prim, 1e-4) == 62
-    relaxed = _relax(prim, sevennet)
-    assert _number(relaxed) == 62
+    prim = primitive(big)
+    assert len(prim) == 20 and spacegroup_number(prim, 1e-4) == 62
+    relaxed = relax_keeping_symmetry(prim, sevennet)
+    assert spacegroup_number(relaxed) == 62
     return relaxed.get_potential_energy() / len(relaxed) * 5 - e_cubic
 
 
@@ -79,7 +53,7 @@ def test_srzro3_ground_state_is_pnma_at_the_plain_ase_energy(srzro3_cascade, pnm
     assert ground.local_minimum and not ground.unstable
     assert all(n.energy_per_atom_eV >= ground.energy_per_atom_eV - 1e-9 for n in tree.nodes)
     assert ground.spacegroup_number == 62 and ground.cell_multiplication == 4
-    assert _number(ground.atoms) == 62
+    assert spacegroup_number(ground.atoms) == 62
     assert ground.delta_energy_per_formula_unit_eV == pytest.approx(pnma_by_hand, abs=1e-3)
     # [Pm-3m : Pnma] = 48 point operations / 4 x 4 cells
     assert ground.n_variants == 24

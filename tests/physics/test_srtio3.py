@@ -8,29 +8,14 @@ FrechetCellFilter and BFGS, and the cubic parent relaxed the same way.
 
 import numpy as np
 import pytest
-import spglib
-from ase import Atoms
 from ase.build import make_supercell
-from ase.constraints import FixSymmetry
-from ase.filters import FrechetCellFilter
 from ase.io import read
-from ase.optimize import BFGS
 
 from ase_sbs import break_symmetry
 
 from ..conftest import EXAMPLES
 from ..test_supercell import tilt_pattern
-
-FMAX = 5e-4
-
-
-def _relax(atoms, calc):
-    atoms = atoms.copy()
-    atoms.calc = calc
-    atoms.set_constraint(FixSymmetry(atoms, symprec=1e-4))
-    BFGS(FrechetCellFilter(atoms), logfile=None, maxstep=0.1).run(fmax=FMAX, steps=1000)
-    return atoms
-
+from .plain_ase import primitive, relax_keeping_symmetry, spacegroup_number
 
 @pytest.fixture(scope="module")
 def srtio3():
@@ -45,21 +30,17 @@ def exploration(srtio3, sevennet):
 @pytest.fixture(scope="module")
 def reference(srtio3, sevennet):
     """ΔE per formula unit (eV) of the hand-tilted phases, plain ASE."""
-    cubic = _relax(srtio3, sevennet)
+    cubic = relax_keeping_symmetry(srtio3, sevennet, steps=1000)
     e_cubic = cubic.get_potential_energy() / len(cubic) * 5
     big = make_supercell(cubic, 2 * np.eye(3))
     out = {}
     for omega, number in (([0, 0, 1], 140), ([1, 1, 0], 74), ([1, 1, 1], 167)):
         atoms = big.copy()
         atoms.positions += tilt_pattern(atoms, 0.06 * np.array(omega) / np.linalg.norm(omega))
-        lattice, frac, numbers = spglib.find_primitive((atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers),
-                                                       symprec=1e-4)
-        prim = Atoms(numbers, scaled_positions=frac, cell=lattice, pbc=True)
-        assert spglib.get_symmetry_dataset((lattice, frac, numbers), symprec=1e-4).number == number
-        relaxed = _relax(prim, sevennet)
-        ds = spglib.get_symmetry_dataset(
-            (relaxed.cell[:], relaxed.get_scaled_positions(), relaxed.numbers), symprec=1e-3)
-        assert ds.number == number
+        prim = primitive(atoms)
+        assert spacegroup_number(prim, 1e-4) == number
+        relaxed = relax_keeping_symmetry(prim, sevennet, steps=1000)
+        assert spacegroup_number(relaxed) == number
         out[number] = relaxed.get_potential_energy() / len(relaxed) * 5 - e_cubic
     return out
 

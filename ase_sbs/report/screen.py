@@ -1,0 +1,23 @@
+"""A screen for people: one line per parent as it is written, and the closing summary."""
+
+from __future__ import annotations
+
+
+def describe_outcome(outcome) -> str:
+    """``Cu_bcc  Cu  Im-3m (229) -> Fm-3m (225)  ΔE -32.68 meV/f.u.  2 phase(s)  [row 1]``,
+    or the parent's error, for a :class:`~ase_sbs.screen.database.ParentOutcome`."""
+    head = f"{outcome.name}  {outcome.formula}"
+    if outcome.error is not None:
+        return f"{head}  error: {outcome.error}  [row {outcome.id}]"
+    return (f"{head}  {outcome.parent_group} -> {outcome.ground_group}  ΔE {1000 * outcome.ground_dE:+.2f} meV/f.u.  "
+            f"{outcome.n_phases} phase(s)  [row {outcome.id}]")
+
+
+def describe_summary(summary) -> str:
+    """The closing lines of a :class:`~ase_sbs.screen.screen.ScreenSummary`."""
+    lines = [f"screened: {summary.computed} computed ({summary.failed} failed), {summary.skipped} skipped "
+             f"(already in the database with the same settings, or given twice); results in {summary.db}"]
+    if summary.unreadable:
+        lines.append(f"not read ({len(summary.unreadable)} file(s) ase.io cannot read as a structure):")
+        lines += [f"  {u}" for u in summary.unreadable]
+    return "\n".join(lines)

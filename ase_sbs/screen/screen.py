@@ -1,0 +1,136 @@
+"""Screen many parents: explore each (:func:`~ase_sbs.explore.protocol.break_symmetry`,
+k = 0 unless a supercell or k-point is given) and write its rows to an ASE database as
+each result arrives (:mod:`ase_sbs.screen.database`).
+
+A parent already in the database with the same settings hash — a digest of the
+potential's name, every explore setting (targets, :class:`ExploreSettings`, supercell,
+k-point, cascade and its depth) and the input structure — is skipped, so the same
+command resumes an interrupted screen. The engine, its options and the device change how
+an exploration runs, not what it finds: they are not part of the hash.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import SBSInputError
+from ..explore.results import ExploreSettings
+from ..explore.store import digest, structure_digest
+from ..potentials.registry import potential_name
+from ..report.screen import describe_outcome
+from .database import ParentOutcome, already_done, open_database, write_parent
+from .fanout import Job, dask_client, run_in_process, run_on_dask
+from .inputs import collect_parents
+
+PROTOCOL = ("targets", "supercell", "kpoint", "cascade", "max_depth")  # break_symmetry's arguments in the hash
+RUNNING = ("engine", "engine_options")  # passed on, not hashed
+OWN = ("calc", "out", "progress", "device")  # set by the screen itself
+
+
+@dataclass
+class ScreenSummary:
+    """What a screen did: ``computed`` parents explored now (``failed`` of them refused
+    or failing, with an ``error`` row), ``skipped`` already in the database (or given
+    twice), the database, each outcome in the order written, and the files of input
+    directories that ase.io could not read."""
+
+    db: str
+    computed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    outcomes: list[ParentOutcome] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+
+def explore_options(kwargs: dict) -> tuple[dict, dict]:
+    """(the keyword arguments every exploration gets, what of them the settings hash
+    covers). ``kwargs`` are :func:`break_symmetry`'s (without calc, out, progress and
+    device) and :class:`ExploreSettings` fields; unknown names are refused."""
+    own = sorted(set(kwargs) & set(OWN))
+    if own:
+        raise SBSInputError(f"screen sets {', '.join(own)} itself")
+    fields = {k: v for k, v in kwargs.items() if k not in PROTOCOL + RUNNING}
+    try:
+        settings = ExploreSettings(**fields)
+    except TypeError as exc:
+        raise SBSInputError(f"unknown explore option: {exc}") from exc
+    settings.validate()
+    protocol = {"targets": "auto", "supercell": None, "kpoint": None, "cascade": False, "max_depth": 3,
+                **{k: kwargs[k] for k in PROTOCOL if k in kwargs}}
+    if not protocol["cascade"]:
+        protocol["max_depth"] = None  # no tree: the depth changes nothing
+    if protocol["supercell"] is not None:
+        protocol["supercell"] = np.asarray(protocol["supercell"]).tolist()
+    return dict(kwargs), {**protocol, "settings": asdict(settings)}
+
+
+def settings_hash(calc, atoms, hashed: dict) -> str:
+    """The digest that identifies one parent's exploration (module docstring)."""
+    return digest("screen", potential_name(calc, atoms.get_chemical_symbols()), hashed, structure_digest(atoms))
+
+
+def screen(parents, calc="auto", db: str = "results.db", workers: int | None = None, scheduler: str | None = None,
+           progress=True, *, select: str | None = None, index: str = "-1", device: str = "cpu", retries: int = 2,
+           **explore_kwargs) -> ScreenSummary:
+    """Explore every parent and write the results to the database ``db``.
+
+    Args:
+        parents: ``Atoms``, structure files, directories, ASE databases (``select``: the
+            rows, in ``ase db`` syntax), or a list of them
+            (:func:`~ase_sbs.screen.inputs.collect_parents`; ``index``: the frames of a file).
+        calc: the potential, as for ``break_symmetry`` (``auto``: EMT for the metals it
+            covers, SevenNet-0 otherwise).
+        db: an SQLite file (``*.db``) or a ``postgresql://`` URL.
+        workers: explore on a new local Dask cluster of this many worker processes.
+        scheduler: explore on the Dask scheduler at this address (``tcp://host:8786``).
+            Neither: one after the other in this process.
+        progress: True prints one line per parent on stderr as it is written; a callable
+            is called with each :class:`~ase_sbs.screen.database.ParentOutcome`.
+        device: the potential's device on the workers.
+        retries: times a failing Dask task is resubmitted.
+        **explore_kwargs: ``break_symmetry``'s targets, supercell, kpoint, cascade,
+            max_depth, engine, engine_options and :class:`ExploreSettings` fields.
+    """
+    options, hashed = explore_options(explore_kwargs)
+    found = collect_parents(parents, select, index)
+    database = open_database(str(db))
+    summary = ScreenSummary(str(db), unreadable=found.unreadable)
+    jobs, seen = [], set()
+    for i, parent in enumerate(found.parents):
+        job = Job(i, parent.atoms, settings_hash(calc, parent.atoms, hashed))
+        if job.settings_hash in seen or already_done(database, job.settings_hash):
+            summary.skipped += 1
+        else:
+            jobs.append(job)
+        seen.add(job.settings_hash)
+    report = _reporter(progress)
+
+    def write_all(results) -> None:
+        for job, result in results:
+            parent = found.parents[job.index]
+            outcome = write_parent(database, parent, job.settings_hash,
+                                   potential_name(calc, parent.atoms.get_chemical_symbols()), result)
+            summary.computed += 1
+            summary.failed += outcome.error is not None
+            summary.outcomes.append(outcome)
+            report(outcome)
+
+    if not jobs:
+        return summary
+    if workers is None and scheduler is None:
+        write_all(run_in_process(jobs, calc, device, options))
+    else:
+        with dask_client(workers, scheduler) as client:
+            write_all(run_on_dask(client, jobs, calc, device, options, retries))
+    return summary
+
+
+def _reporter(progress):
+    if callable(progress):
+        return progress
+    if progress:
+        return lambda outcome: print(describe_outcome(outcome), file=sys.stderr, flush=True)
+    return lambda outcome: None
