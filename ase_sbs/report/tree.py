@@ -74,7 +74,7 @@ def plot_tree(tree, title: str, path: str) -> None:
         x[n.id] = depth_rank.get(n.depth, 0) * 0.6 + n.depth * 2.0
         depth_rank[n.depth] = depth_rank.get(n.depth, 0) + 1
     y = {n.id: 1000 * n.delta_energy_per_formula_unit_eV for n in nodes}
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * (max(n.depth for n in nodes) + 2) + 0.4 * len(nodes)), 4.4))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * (max(n.depth for n in nodes) + 2) + 0.4 * len(nodes)), 4.8))
     for n in nodes:
         for r in n.routes:
             ax.annotate("", xy=(x[n.id], y[n.id]), xytext=(x[r["from"]], y[r["from"]]), zorder=1,
@@ -90,7 +90,8 @@ def plot_tree(tree, title: str, path: str) -> None:
     ax.scatter([], [], s=60, color="tab:blue", label="local minimum in the setting")
     ax.scatter([], [], s=60, color="white", edgecolors="tab:blue", label="unstable (a channel with κ < 0)")
     ax.scatter([], [], s=160, facecolors="none", edgecolors="tab:red", label="ground state")
-    ax.legend(fontsize=7, loc="upper right", frameon=False)
+    # below the axes, where no node label can be
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False)
     ax.set_ylabel("ΔE (meV per formula unit)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
