@@ -5,6 +5,7 @@ writes it."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,7 +48,9 @@ def require_distributed():
 def dask_client(workers: int | None = None, scheduler: str | None = None):
     """A Dask client: on the scheduler at ``scheduler`` (e.g. ``tcp://host:8786``, or a
     dask-jobqueue cluster's address), else on a new ``LocalCluster`` of ``workers``
-    single-threaded worker processes, closed on leaving."""
+    single-threaded worker processes, closed on leaving. Local workers share the
+    machine's cores among them for their numerical libraries (``OMP_NUM_THREADS``):
+    more threads than cores make OpenMP threads wait on each other."""
     distributed = require_distributed()
     if scheduler is not None:
         try:
@@ -59,8 +62,10 @@ def dask_client(workers: int | None = None, scheduler: str | None = None):
         return
     if workers is None or workers < 1:
         raise SBSInputError(f"workers takes a positive number of worker processes, got {workers!r}")
-    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}) as cluster, \
+            distributed.Client(cluster) as client:
         yield client
 
 
