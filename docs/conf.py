@@ -35,7 +35,7 @@ extensions = [
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
-exclude_patterns = ["_build", "jupyter_execute", "README_short.md", "build.sh", ".jupyter_cache"]
+exclude_patterns = ["_build", "jupyter_execute", "build.sh", ".jupyter_cache"]
 
 # MyST
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
