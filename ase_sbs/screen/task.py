@@ -18,6 +18,7 @@ from ..core.structure import check_structure
 from ..errors import SBSInputError
 from ..explore.protocol import break_symmetry
 from ..potentials.registry import Potential, get_potential, potential_name
+from .summary import deeper_nodes
 
 CACHE_ATTRIBUTE = "ase_sbs_potentials"
 
@@ -74,9 +75,10 @@ def explore_parent(atoms: Atoms, calc="auto", device: str = "cpu", options: dict
         ex = break_symmetry(atoms, calc=pot, progress=False, device=device, **(options or {}))
     except SBSInputError as exc:
         return {"error": str(exc)}
-    nodes = [n for n in ex.tree.nodes if n.depth >= 2] if ex.tree is not None else []
+    data = json_safe(ex.as_dict())
+    nodes = [ex.tree.nodes[n["id"]] for n in deeper_nodes(data)]  # the rows phase_keys gives them
     return {
-        "exploration": json_safe(ex.as_dict()),
+        "exploration": data,
         "parent": with_energy(ex.parent.atoms, ex.parent.energy_eV),
         "phases": [with_energy(p.atoms, p.energy_per_atom_eV * len(p.atoms)) for p in ex.phases],
         "nodes": [with_energy(n.atoms, n.energy_per_atom_eV * len(n.atoms)) for n in nodes],
