@@ -1,7 +1,9 @@
-"""Screening many parents with EMT: one parent row per parent and one row per phase in
-an ASE database (SQLite, and PostgreSQL on a throw-away server), the energies of
-break_symmetry run directly, the refused parent's error row, a rerun that skips every
-parent, `ase db` queries, a Dask worker killed mid-screen, and the quacc-style recipe."""
+"""Screening many parents with the default potential (EMT for the metals, SevenNet-0 for
+cubic BaTiO3): one parent row per parent and one row per phase in an ASE database
+(SQLite, and PostgreSQL on a throw-away server), the energies of break_symmetry run
+directly, the refused parent's error row (polonium, which SevenNet-0 does not cover), a
+rerun that skips every parent, `ase db` queries, a Dask worker killed mid-screen, and
+the quacc-style recipe."""
 
 import os
 import shutil
@@ -13,10 +15,12 @@ import tempfile
 import threading
 import time
 
+import numpy as np
 import pytest
+from ase import Atoms
 from ase.build import bulk
 from ase.db import connect
-from ase.io import write
+from ase.io import read, write
 
 from ase_sbs import break_symmetry
 from ase_sbs.cli import build_parser, main
@@ -29,6 +33,8 @@ from ase_sbs.screen.recipes import explore_job, explore_summary
 from ase_sbs.screen.screen import explore_options, settings_hash
 from ase_sbs.screen.task import CACHE_ATTRIBUTE, PotentialCache
 
+from .conftest import EXAMPLES
+
 distributed = pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install -e '.[dask]')")
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
@@ -39,10 +45,13 @@ def named(atoms, name):
     return atoms
 
 
-def three_parents():
-    """bcc Cu (falls to fcc), fcc Al (stable) and diamond Si (EMT lacks Si: an error row)."""
+def four_parents():
+    """bcc Cu (EMT: falls to fcc), fcc Al (EMT: stable), cubic BaTiO3 (SevenNet-0: polar
+    phases) and simple-cubic α-Po (SevenNet-0 lacks Po: an error row)."""
+    batio3 = read(EXAMPLES / "BaTiO3_cubic.cif")
+    polonium = Atoms("Po", cell=3.345 * np.eye(3), pbc=True)
     return [named(bulk("Cu", "bcc", a=2.87), "Cu_bcc"), named(bulk("Al", "fcc", a=4.05), "Al_fcc"),
-            named(bulk("Si", "diamond", a=5.43), "Si_diamond")]
+            named(batio3, "BaTiO3_cubic"), named(polonium, "Po_cubic")]
 
 
 def rows_by_name(db):
@@ -55,16 +64,16 @@ def rows_by_name(db):
 @pytest.fixture(scope="module")
 def direct():
     """break_symmetry run directly on the structures the screen gets."""
-    return {p.info["name"]: break_symmetry(p, calc="emt", progress=False) for p in three_parents()[:2]}
+    return {p.info["name"]: break_symmetry(p, progress=False) for p in four_parents()[:3]}
 
 
 @pytest.fixture(scope="module")
 def sqlite_screen(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("screen") / "results.db")
     t0 = time.perf_counter()
-    first = screen(three_parents(), calc="emt", db=path, workers=2, progress=False)
+    first = screen(four_parents(), db=path, workers=2, progress=False)
     seconds = time.perf_counter() - t0
-    again = screen(three_parents(), calc="emt", db=path, workers=2, progress=False)
+    again = screen(four_parents(), db=path, workers=2, progress=False)
     return path, first, again, seconds
 
 
@@ -74,16 +83,16 @@ def sqlite_screen(tmp_path_factory):
 
 def test_one_parent_row_per_parent_and_one_row_per_phase(sqlite_screen, direct):
     path, first, _, _ = sqlite_screen
-    assert (first.computed, first.failed, first.skipped) == (3, 1, 0)
+    assert (first.computed, first.failed, first.skipped) == (4, 1, 0)
     rows = rows_by_name(connect(path))
-    assert sorted(rows) == ["Al_fcc", "Cu_bcc", "Si_diamond"]
-    assert connect(path).count() == 3 + sum(len(ex.phases) for ex in direct.values())
+    assert sorted(rows) == ["Al_fcc", "BaTiO3_cubic", "Cu_bcc", "Po_cubic"]
+    assert connect(path).count() == 4 + sum(len(ex.phases) for ex in direct.values())
     for name, ex in direct.items():
         parent, phases = rows[name]
         assert parent.n_phases == len(phases) == len(ex.phases)
         assert [r.sg for r in phases] == [p.spacegroup_number for p in ex.phases]
         assert [r.variants for r in phases] == [p.n_variants for p in ex.phases]
-        assert parent.potential == "emt" and all(r.settings_hash == parent.settings_hash for r in phases)
+        assert parent.potential == ex.potential and all(r.settings_hash == parent.settings_hash for r in phases)
         assert parent.parent_sg == ex.parent.spacegroup_number
 
 
@@ -106,18 +115,23 @@ def test_ground_state_and_stability(sqlite_screen, direct):
     assert fcc.spacegroup_number == 225 and cu.ground_dE == pytest.approx(fcc.delta_energy_per_formula_unit_eV)
     al, _ = rows["Al_fcc"]
     assert (al.parent_sg, al.ground_sg, al.ground_dE, al.stable, al.n_phases) == (225, 225, 0.0, True, 0)
+    bto, _ = rows_by_name(connect(sqlite_screen[0]))["BaTiO3_cubic"]
+    lowest = min(direct["BaTiO3_cubic"].phases, key=lambda p: p.energy_per_atom_eV)
+    assert (bto.potential, bto.parent_sg, bto.stable) == ("7net-0", 221, False)
+    assert bto.ground_sg == lowest.spacegroup_number and bto.ground_sg in (99, 38, 160)
+    assert bto.ground_dE == pytest.approx(lowest.delta_energy_per_formula_unit_eV, abs=1e-6) and bto.ground_dE < 0
 
 
 def test_a_refused_parent_gets_an_error_row_and_the_screen_goes_on(sqlite_screen):
-    si, phases = rows_by_name(connect(sqlite_screen[0]))["Si_diamond"]
-    assert "does not cover Si" in si.error and not phases
-    assert "stable" not in si.key_value_pairs and si.formula == "Si2"
+    po, phases = rows_by_name(connect(sqlite_screen[0]))["Po_cubic"]
+    assert "7net-0 does not cover Po" in po.error and not phases
+    assert "stable" not in po.key_value_pairs and po.formula == "Po"
 
 
 def test_a_rerun_skips_every_parent(sqlite_screen):
     path, _, again, _ = sqlite_screen
-    assert (again.computed, again.skipped) == (0, 3)
-    assert connect(path).count(kind="parent") == 3
+    assert (again.computed, again.skipped) == (0, 4)
+    assert connect(path).count(kind="parent") == 4
 
 
 def test_ase_db_selects_by_ground_state(sqlite_screen):
@@ -129,12 +143,12 @@ def test_ase_db_selects_by_ground_state(sqlite_screen):
 
 
 def test_the_command_line_skips_what_the_python_screen_wrote(sqlite_screen, tmp_path, capsys):
-    for atoms in three_parents():
+    for atoms in four_parents():
         write(tmp_path / f"{atoms.info['name']}.extxyz", atoms)
     (tmp_path / "notes.txt").write_text("not a structure\n")
-    assert main(["screen", str(tmp_path), "--calc", "emt", "--db", sqlite_screen[0]]) == 0
+    assert main(["screen", str(tmp_path), "--db", sqlite_screen[0]]) == 0
     out = capsys.readouterr().out
-    assert "0 computed (0 failed), 3 skipped" in out
+    assert "0 computed (0 failed), 4 skipped" in out
 
 
 def test_explore_and_screen_read_the_same_options():
@@ -228,8 +242,8 @@ def postgres_url():
 
 
 def test_postgresql_gets_the_rows_sqlite_gets(postgres_url, sqlite_screen):
-    first = screen(three_parents(), calc="emt", db=postgres_url, progress=False)
-    assert (first.computed, first.failed) == (3, 1)
+    first = screen(four_parents(), db=postgres_url, progress=False)
+    assert (first.computed, first.failed) == (4, 1)
     pg, lite = rows_by_name(connect(postgres_url)), rows_by_name(connect(sqlite_screen[0]))
     assert sorted(pg) == sorted(lite)
     ignore = {"parent_id"}
@@ -243,8 +257,8 @@ def test_postgresql_gets_the_rows_sqlite_gets(postgres_url, sqlite_screen):
             assert p1.energy == pytest.approx(p2.energy, abs=1e-9)
             assert p1.data["phases"] == p2.data["phases"]
     assert sorted(r.name for r in connect(postgres_url).select("ground_sg=225")) == ["Al_fcc", "Cu_bcc"]
-    again = screen(three_parents(), calc="emt", db=postgres_url, progress=False)
-    assert (again.computed, again.skipped) == (0, 3)
+    again = screen(four_parents(), db=postgres_url, progress=False)
+    assert (again.computed, again.skipped) == (0, 4)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -306,7 +320,7 @@ def test_a_worker_killed_mid_screen_leaves_one_row_per_parent(tmp_path):
 def test_the_recipe_returns_a_json_summary(direct):
     import json
 
-    al = three_parents()[1]
+    al = four_parents()[1]
     summary = explore_summary(al, calc="emt")
     json.dumps(summary)
     ex = direct["Al_fcc"]

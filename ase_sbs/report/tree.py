@@ -68,13 +68,17 @@ def plot_tree(tree, title: str, path: str) -> None:
     import matplotlib.pyplot as plt
 
     nodes = tree.nodes
-    depth_rank: dict = {}
-    x = {}
+    by_depth: dict = {}
     for n in sorted(nodes, key=lambda n: (n.depth, n.delta_energy_per_formula_unit_eV)):
-        x[n.id] = depth_rank.get(n.depth, 0) * 0.6 + n.depth * 2.0
-        depth_rank[n.depth] = depth_rank.get(n.depth, 0) + 1
+        by_depth.setdefault(n.depth, []).append(n.id)
+    x, start, centres = {}, 0.0, {}
+    for depth, ids in sorted(by_depth.items()):  # each level's nodes side by side, lowest first
+        for rank, i in enumerate(ids):
+            x[i] = start + 0.6 * rank
+        centres[depth] = start + 0.3 * (len(ids) - 1)
+        start += 0.6 * len(ids) + 1.2
     y = {n.id: 1000 * n.delta_energy_per_formula_unit_eV for n in nodes}
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * (max(n.depth for n in nodes) + 2) + 0.4 * len(nodes)), 4.8))
+    fig, ax = plt.subplots(figsize=(min(24.0, max(5.0, 0.45 * start + 2.0)), 5.2))
     for n in nodes:
         for r in n.routes:
             ax.annotate("", xy=(x[n.id], y[n.id]), xytext=(x[r["from"]], y[r["from"]]), zorder=1,
@@ -85,8 +89,11 @@ def plot_tree(tree, title: str, path: str) -> None:
                    edgecolors="tab:blue")
         if n.id == tree.ground_state:
             ax.scatter([x[n.id]], [y[n.id]], s=220, zorder=2, facecolors="none", edgecolors="tab:red", linewidths=1.5)
-        ax.annotate(n.name, (x[n.id], y[n.id]), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    ax.set_xticks([2.0 * d for d in sorted(depth_rank)], [f"level {d}" for d in sorted(depth_rank)])
+        # slanted down and away from the arrows, which arrive from above; a level's nodes
+        # rise from left to right, so a label never runs into its right-hand neighbour
+        ax.annotate(n.name, (x[n.id], y[n.id]), textcoords="offset points", xytext=(5, -6), fontsize=8,
+                    rotation=-40, rotation_mode="anchor", ha="left", va="top")
+    ax.set_xticks([centres[d] for d in sorted(centres)], [f"level {d}" for d in sorted(centres)])
     ax.scatter([], [], s=60, color="tab:blue", label="local minimum in the setting")
     ax.scatter([], [], s=60, color="white", edgecolors="tab:blue", label="unstable (a channel with κ < 0)")
     ax.scatter([], [], s=160, facecolors="none", edgecolors="tab:red", label="ground state")
@@ -95,7 +102,7 @@ def plot_tree(tree, title: str, path: str) -> None:
     ax.set_ylabel("ΔE (meV per formula unit)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.margins(x=0.15, y=0.12)
+    ax.margins(x=0.08, y=0.2)
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
