@@ -216,7 +216,7 @@ def _check_potential(args) -> int:
     report = equivariance_error(pot.calc, atoms, trials=args.trials, tolerance=args.tolerance,
                                 symprec=args.symprec)
     if args.json != "-":
-        print(f"potential     {pot.name} on {atoms.get_chemical_formula()}")
+        print(f"potential     {pot.name} on {atoms.get_chemical_formula('metal')}")
         print(describe_report(report))
     if args.json:
         write_json({"potential": pot.name, **report.as_dict()}, args.json)

@@ -221,7 +221,7 @@ class Exploration:
         p = self.parent
         return {
             "parent": {
-                "formula": p.atoms.get_chemical_formula(),
+                "formula": p.atoms.get_chemical_formula("metal"),
                 "spacegroup_number": p.spacegroup_number,
                 "spacegroup_symbol": p.spacegroup_symbol,
                 "spacegroup": p.name,

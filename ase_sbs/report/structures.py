@@ -58,7 +58,7 @@ def channel_dict(c: DistortionChannel) -> dict:
 
 def describe_symmetry(sym: Symmetry, channels: list[DistortionChannel], targets: list[Target]) -> str:
     head = [
-        f"structure     {sym.atoms.get_chemical_formula()} ({len(sym.atoms)} atoms, "
+        f"structure     {sym.atoms.get_chemical_formula('metal')} ({len(sym.atoms)} atoms, "
         f"{'crystal' if sym.periodic else 'molecule'})",
     ]
     if sym.periodic:

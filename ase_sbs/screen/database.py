@@ -90,7 +90,8 @@ def write_parent(db, parent: Parent, settings_hash: str, potential: str, result:
         with transaction(db):
             row_id = db.write(atoms, key_value_pairs={**common, "kind": "parent", "potential": potential,
                                                       "error": result["error"]})
-        return ParentOutcome(row_id, parent.name, atoms.get_chemical_formula(), settings_hash, error=result["error"])
+        return ParentOutcome(row_id, parent.name, atoms.get_chemical_formula("metal"), settings_hash,
+                             error=result["error"])
     data = result["exploration"]
     keys = parent_keys(data)
     structures: list[Atoms] = result["phases"] + result["nodes"]
