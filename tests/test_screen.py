@@ -242,7 +242,7 @@ def postgres_url():
 
 
 def test_postgresql_gets_the_rows_sqlite_gets(postgres_url, sqlite_screen):
-    first = screen(four_parents(), db=postgres_url, progress=False)
+    first = screen(four_parents(), db=postgres_url, workers=2, progress=False)
     assert (first.computed, first.failed) == (4, 1)
     pg, lite = rows_by_name(connect(postgres_url)), rows_by_name(connect(sqlite_screen[0]))
     assert sorted(pg) == sorted(lite)
@@ -337,3 +337,17 @@ def test_the_recipe_returns_a_json_summary(direct):
     assert explore_job is not explore_summary
     through_quacc = explore_job(al, calc="emt")
     assert through_quacc["exploration"] == summary["exploration"]
+
+
+def test_the_perovskite_parents_are_the_thirteen_cubic_abo3_of_the_readme_table():
+    from ase.formula import Formula
+
+    from ase_sbs.core.symmetry import detect_symmetry
+
+    found = collect_parents(str(EXAMPLES / "perovskites")).parents
+    names = sorted(p.name for p in found)
+    assert names == sorted(["BaTiO3", "KNbO3", "PbTiO3", "SrTiO3", "LaAlO3", "SrZrO3", "CaZrO3", "NaTaO3", "CaSnO3",
+                            "BiFeO3", "LiNbO3", "KTaO3", "BaZrO3"])
+    for p in found:
+        assert len(p.atoms) == 5 and p.atoms.symbols.formula.count() == Formula(p.name).count()
+        assert detect_symmetry(p.atoms).spacegroup_number == 221

@@ -1,0 +1,125 @@
+"""The perovskite screen against experiment: a Markdown table and a ΔE plot.
+
+    python examples/perovskite_table.py perovskites.db [perovskites.png]
+
+reads the parent and phase rows that ``ase-sbs screen examples/perovskites ...`` wrote
+and prints, per material, the ground state the screen predicts (the lowest local
+minimum of its cascade; the lowest phase when none of them is a checked minimum), its
+ΔE per formula unit against the relaxed cubic parent, the experimental low-temperature
+space group, and the energy of the experimental group when the screen found a phase of
+it. The plot draws both energies per material.
+"""
+
+import sys
+
+from ase.db import connect
+
+from ase_sbs.screen.summary import ground_state
+
+EXPERIMENT = {  # formula: (space group number, symbol, source)
+    "BaTiO3": (160, "R3m", "Kwei et al., J. Phys. Chem. 97, 2368 (1993)"),
+    "KNbO3": (160, "R3m", "Hewat, J. Phys. C 6, 2559 (1973)"),
+    "PbTiO3": (99, "P4mm", "Glazer & Mabud, Acta Cryst. B 34, 1065 (1978)"),
+    "SrTiO3": (140, "I4/mcm", "Unoki & Sakudo, J. Phys. Soc. Jpn. 23, 546 (1967)"),
+    "LaAlO3": (167, "R-3c", "Geller & Bala, Acta Cryst. 9, 1019 (1956)"),
+    "SrZrO3": (62, "Pnma", "Kennedy, Howard & Chakoumakos, Phys. Rev. B 59, 4023 (1999)"),
+    "CaZrO3": (62, "Pnma", "Koopmans, van de Velde & Gellings, Acta Cryst. C 39, 1323 (1983)"),
+    "NaTaO3": (62, "Pnma", "Kennedy, Prodjosantoso & Howard, J. Phys.: Condens. Matter 11, 6319 (1999)"),
+    "CaSnO3": (62, "Pnma", "Vegas et al., Acta Cryst. B 42, 167 (1986)"),
+    "BiFeO3": (161, "R3c", "Kubel & Schmid, Acta Cryst. B 46, 698 (1990)"),
+    "LiNbO3": (161, "R3c", "Abrahams, Reddy & Bernstein, J. Phys. Chem. Solids 27, 997 (1966)"),
+    "KTaO3": (221, "Pm-3m", "Samara & Morosin, Phys. Rev. B 8, 1256 (1973)"),
+    "BaZrO3": (221, "Pm-3m", "Akbarzadeh et al., Phys. Rev. B 72, 205104 (2005)"),
+}
+
+
+def rows(path: str) -> list[dict]:
+    """One record per material in EXPERIMENT order: prediction, experiment, energies (meV/f.u.)."""
+    db = connect(path)
+    out = []
+    for name, (exp_sg, exp_symbol, source) in EXPERIMENT.items():
+        found = list(db.select(kind="parent", name=name))
+        if not found:
+            continue
+        parent = found[-1]
+        record = {"name": name, "experiment": f"{exp_symbol} ({exp_sg})", "exp_sg": exp_sg, "source": source}
+        if parent.get("error"):
+            out.append({**record, "error": parent.error})
+            continue
+        sg, label, dE = ground_state(parent.data)
+        phases = list(db.select(kind="phase", parent_id=parent.id))
+        same = [r.dE for r in phases if r.sg == exp_sg]
+        exp_dE = 0.0 if exp_sg == parent.parent_sg else (min(same) if same else None)
+        tree = parent.data.get("tree")
+        checked = parent.stable or bool(tree and tree.get("ground_state") is not None)
+        out.append({**record, "predicted": label, "sg": sg, "dE": 1000 * dE, "local_minimum": checked,
+                    "exp_dE": None if exp_dE is None else 1000 * exp_dE, "agrees": sg == exp_sg})
+    return out
+
+
+def markdown(records: list[dict]) -> str:
+    lines = ["| ABO3 | experiment (low T) | 7net-0 ground state | ΔE (meV/f.u.) | local minimum "
+             "| experimental group found at (meV/f.u.) | agrees |", "|---|---|---|---|---|---|---|"]
+    for r in records:
+        if "error" in r:
+            lines.append(f"| {r['name']} | {r['experiment']} | error: {r['error']} | | | | |")
+            continue
+        exp = "not reached" if r["exp_dE"] is None else f"{r['exp_dE']:+.1f}"
+        lines.append(f"| {r['name']} | {r['experiment']} | {r['predicted']} | {r['dE']:+.1f} | "
+                     f"{'yes' if r['local_minimum'] else 'not checked'} | {exp} | {'yes' if r['agrees'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def plot(records: list[dict], path: str) -> None:
+    """Bars: the predicted ground state's ΔE per material (symmetric-log axis, linear within
+    ±10 meV/f.u.), green where it is the experimental group, orange where the experimental
+    group was found higher, grey where this setting cannot hold it; a black tick marks the
+    experimental group's own energy when it was found and is not the prediction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    records = [r for r in records if "error" not in r]
+    x = list(range(len(records)))
+    colour = ["tab:green" if r["agrees"] else "tab:orange" if r["exp_dE"] is not None else "0.6" for r in records]
+    fig, ax = plt.subplots(figsize=(11, 4.8))
+    ax.bar(x, [min(r["dE"], -0.05) for r in records], color=colour)
+    found = [(i, r["exp_dE"]) for i, r in enumerate(records) if r["exp_dE"] is not None and not r["agrees"]]
+    if found:
+        ax.scatter(*zip(*found), marker="_", s=400, linewidths=2, color="k", zorder=3)
+    ax.set_yscale("symlog", linthresh=10)
+    ax.set_ylim(top=1)
+    def symbol(label: str) -> str:
+        return label.split(" (")[0]
+
+    ax.set_xticks(x, [f"{r['name']}\nexp. {symbol(r['experiment'])}\n→ {symbol(r['predicted'])}" for r in records],
+                  fontsize=8)
+    for i, r in enumerate(records):
+        if r["dE"] == 0.0:
+            ax.annotate("cubic", (i, 0), textcoords="offset points", xytext=(0, -4), ha="center", va="top",
+                        fontsize=8, color="tab:green")
+    ax.set_ylabel("ΔE against the cubic parent (meV/f.u.)")
+    ax.set_title("Cubic perovskites under SevenNet-0: Γ ⊕ R setting (10 atoms), cascade one level deep", fontsize=10)
+    ax.legend(handles=[Patch(color="tab:green", label="prediction = experimental group"),
+                       Patch(color="tab:orange", label="experimental group found, higher"),
+                       Patch(color="0.6", label="experimental group beyond this setting (Pnma)"),
+                       plt.Line2D([], [], color="k", marker="_", ls="", ms=14, mew=2,
+                                  label="the experimental group's ΔE, as found")],
+              fontsize=7, loc="lower left")
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) not in (2, 3):
+        sys.exit(__doc__.strip().splitlines()[2].strip())
+    records = rows(sys.argv[1])
+    print(markdown(records))
+    print()
+    for r in records:
+        print(f"{r['name']}: {r['source']}")
+    if len(sys.argv) == 3:
+        plot(records, sys.argv[2])
