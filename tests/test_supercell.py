@@ -25,15 +25,15 @@ from ase_sbs.setting import (
 from .conftest import EXAMPLES, random_orthogonal, transform
 
 
-def tilt_pattern(atoms, omega, in_phase=False):
-    """Octahedral rotations by hand: Ti at the cube centres, each O moves by
-    ω_n × (x_O − x_Ti(n)) with ω_n = ω (−1)^(n_x + n_y + n_z) alternating from cell to cell
+def tilt_pattern(atoms, omega, in_phase=False, b_site="Ti"):
+    """Octahedral rotations by hand: the B cation (``b_site``) at the cube centres, each O
+    moves by ω_n × (x_O − x_B(n)) with ω_n = ω (−1)^(n_x + n_y + n_z) alternating from cell to cell
     (a^0a^0c^- for ω ∥ z, a^-a^-c^0 for ω ∥ [110], a^-a^-a^- for ω ∥ [111]); with
     ``in_phase`` each component ω_a alternates only across the axes other than a (the same
     sense in every cell along a: a^0a^0c^+ for ω ∥ z)."""
     cell = np.asarray(atoms.cell)
     a = cell[0, 0] / 2  # 2x2x2 of a cubic cell
-    ti = [i for i, s in enumerate(atoms.get_chemical_symbols()) if s == "Ti"]
+    ti = [i for i, s in enumerate(atoms.get_chemical_symbols()) if s == b_site]
     disp = np.zeros((len(atoms), 3))
     for i, s in enumerate(atoms.get_chemical_symbols()):
         if s != "O":
