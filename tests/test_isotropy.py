@@ -116,7 +116,8 @@ def test_coupled_tilts_and_polar_tilt_subgroups_match_the_tables(pm3m_222):
     """ISOTROPY's COUPLED: the antiphase ⊕ in-phase tilts (R4+ ⊕ M3+, with Sr at the
     origin R5− ⊕ M3+) give exactly the 14 coupled isotropy subgroups of the tables, Pnma
     (a⁻a⁻c⁺) among them with index 24 and four parent cells; the polar mode ⊕ the
-    antiphase tilt (Γ4− ⊕ R4+) gives R3c, index 16, two cells."""
+    antiphase tilt (Γ4− ⊕ R4+) gives exactly its 14, R3c among them with index 16 and
+    two cells."""
     from ase_sbs.setting.isotropy import coupled_targets
 
     from .test_supercell import tilt_pattern
@@ -134,6 +135,10 @@ def test_coupled_tilts_and_polar_tilt_subgroups_match_the_tables(pm3m_222):
     assert len(pnma) == 1 and pnma[0].index == 24 and pnma[0].cell_multiplication == 4
     assert pnma[0].fixed_dimension == 2 and {d for _, _, d in pnma[0].components} == {1}
     polar_tilt = [t for t in isotropy_subgroups(setting, [polar, tilt], max_fixed_dim=None) if t.coupled]
+    ours = Counter((t.spacegroup_number, t.index, t.cell_multiplication) for t in polar_tilt)
+    table = Counter((e["number"], e["index"], e["cell_multiplication"])
+                    for e in REFERENCE["coupled"]["GM4- + R4+"]["entries"])
+    assert ours == table and sum(table.values()) == 14
     r3c = [t for t in polar_tilt if t.spacegroup_number == 161]
     assert len(r3c) == 1 and (r3c[0].index, r3c[0].cell_multiplication) == (16, 2)
     # the default coupled targets: one free parameter per channel, Pnma among them
