@@ -96,15 +96,29 @@ def test_one_parent_row_per_parent_and_one_row_per_phase(sqlite_screen, direct):
         assert parent.parent_sg == ex.parent.spacegroup_number
 
 
+def energy_tolerance(potential: str) -> float:
+    """eV: EMT is float64 and gives the same numbers in any process; SevenNet-0 evaluates
+    in float32, and a Dask worker runs torch on one thread where this process may use
+    several, so sums taken in another order differ in the last float32 digits (a few
+    μeV per formula unit after a relaxation)."""
+    return 1e-6 if potential == "emt" else 1e-4
+
+
 def test_energies_equal_break_symmetry_run_directly(sqlite_screen, direct):
     rows = rows_by_name(connect(sqlite_screen[0]))
     for name, ex in direct.items():
         parent, phases = rows[name]
-        assert parent.energy / parent.natoms == pytest.approx(ex.parent.energy_per_atom, abs=1e-6)
+        tol = energy_tolerance(ex.potential)
+        assert parent.energy / parent.natoms == pytest.approx(ex.parent.energy_per_atom, abs=tol)
         for row, phase in zip(phases, ex.phases):
-            assert row.energy / row.natoms == pytest.approx(phase.energy_per_atom_eV, abs=1e-6)
-            assert row.dE == pytest.approx(phase.delta_energy_per_formula_unit_eV, abs=1e-6)
-        assert parent.data["phases"] == json_safe(ex.as_dict())["phases"]
+            assert row.energy / row.natoms == pytest.approx(phase.energy_per_atom_eV, abs=tol)
+            assert row.dE == pytest.approx(phase.delta_energy_per_formula_unit_eV, abs=tol)
+        stored, direct_json = parent.data["phases"], json_safe(ex.as_dict())["phases"]
+        if ex.potential == "emt":
+            assert stored == direct_json
+        else:
+            key = ("target", "spacegroup_number", "spacegroup_symbol", "n_variants", "spontaneous")
+            assert [[p[k] for k in key] for p in stored] == [[p[k] for k in key] for p in direct_json]
 
 
 def test_ground_state_and_stability(sqlite_screen, direct):
@@ -119,7 +133,8 @@ def test_ground_state_and_stability(sqlite_screen, direct):
     lowest = min(direct["BaTiO3_cubic"].phases, key=lambda p: p.energy_per_atom_eV)
     assert (bto.potential, bto.parent_sg, bto.stable) == ("7net-0", 221, False)
     assert bto.ground_sg == lowest.spacegroup_number and bto.ground_sg in (99, 38, 160)
-    assert bto.ground_dE == pytest.approx(lowest.delta_energy_per_formula_unit_eV, abs=1e-6) and bto.ground_dE < 0
+    assert bto.ground_dE == pytest.approx(lowest.delta_energy_per_formula_unit_eV, abs=energy_tolerance("7net-0"))
+    assert bto.ground_dE < 0
 
 
 def test_a_refused_parent_gets_an_error_row_and_the_screen_goes_on(sqlite_screen):
