@@ -208,6 +208,7 @@ def _symmetry_levels(args) -> int:
 def _check_potential(args) -> int:
     from .analysis.diagnostics import equivariance_error
     from .core.files import write_json
+    from .core.structure import formula
     from .potentials.registry import get_potential
     from .report.analysis import describe_report
 
@@ -216,7 +217,7 @@ def _check_potential(args) -> int:
     report = equivariance_error(pot.calc, atoms, trials=args.trials, tolerance=args.tolerance,
                                 symprec=args.symprec)
     if args.json != "-":
-        print(f"potential     {pot.name} on {atoms.get_chemical_formula('metal')}")
+        print(f"potential     {pot.name} on {formula(atoms)}")
         print(describe_report(report))
     if args.json:
         write_json({"potential": pot.name, **report.as_dict()}, args.json)

@@ -147,3 +147,9 @@ def magnetic_note(atoms: Atoms) -> str | None:
     values = sorted(set(np.round(moments, 3).tolist()))
     return ("collinear initial magnetic moments " + ", ".join(f"{m:+g}" for m in values)
             + " μB enter the symmetry (atoms with different moments are different species)")
+
+
+def formula(atoms: Atoms) -> str:
+    """The formula as chemists write it: metals first, then the rest (ASE's ``metal``
+    order: SrZrO3, not O3SrZr)."""
+    return atoms.get_chemical_formula("metal")

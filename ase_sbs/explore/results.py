@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from ase import Atoms
 
 from ..core.spacegroups import group_label
+from ..core.structure import formula
 from ..errors import SBSInputError
 
 
@@ -221,7 +222,7 @@ class Exploration:
         p = self.parent
         return {
             "parent": {
-                "formula": p.atoms.get_chemical_formula("metal"),
+                "formula": formula(p.atoms),
                 "spacegroup_number": p.spacegroup_number,
                 "spacegroup_symbol": p.spacegroup_symbol,
                 "spacegroup": p.name,

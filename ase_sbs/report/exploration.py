@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from ..core.files import save_figure, write_json, write_structure
+from ..core.structure import formula
 from .analysis import summary_of_dict
 from .tables import format_table
 from .tree import describe_tree, plot_tree
@@ -32,7 +33,7 @@ def describe_exploration(ex) -> str:
     p = ex.parent
     supercell = ex.supercell is not None
     lines = [
-        f"parent        {p.atoms.get_chemical_formula('metal')} {p.name}, {p.natoms} atoms, "
+        f"parent        {formula(p.atoms)} {p.name}, {p.natoms} atoms, "
         f"E = {p.energy_per_atom:.6f} eV/atom  [{ex.potential}, mode {ex.settings.mode}, cell {ex.settings.cell}, "
         f"{ex.runner} runner]",
     ]
@@ -111,7 +112,7 @@ def plot_energies(ex, path: str) -> None:
         ax.annotate(f"{v:+.1f}", (x, v), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=8)
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
     ax.set_ylabel("ΔE (meV per formula unit)")
-    ax.set_title(f"{p.atoms.get_chemical_formula('metal')}: phases vs parent [{ex.potential}]")
+    ax.set_title(f"{formula(p.atoms)}: phases vs parent [{ex.potential}]")
     ax.axhline(0, color="0.8", linewidth=0.8, zorder=0)
     ax.margins(x=0.08, y=0.18)
     fig.tight_layout()
@@ -141,6 +142,6 @@ def write_exploration(ex, out: str) -> dict:
         for node in ex.tree.nodes[1:]:
             stem = f"node{node.id:02d}_{''.join(c if c.isalnum() else '_' for c in node.name).strip('_')}"
             write_structure(node.atoms, os.path.join(out, "tree", stem + ".extxyz"))
-        plot_tree(ex.tree, f"{ex.parent.atoms.get_chemical_formula('metal')}: phase tree [{ex.potential}]",
+        plot_tree(ex.tree, f"{formula(ex.parent.atoms)}: phase tree [{ex.potential}]",
                   os.path.join(out, "phase_tree.png"))
     return data

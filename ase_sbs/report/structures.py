@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..core.pointgroups import describe_operation
-from ..core.structure import magnetic_note
+from ..core.structure import formula, magnetic_note
 from ..core.symmetry import Symmetry
 from ..sbs.resolve import generators_text
 from ..sbs.sets import SymmetryBreakingSet
@@ -58,7 +58,7 @@ def channel_dict(c: DistortionChannel) -> dict:
 
 def describe_symmetry(sym: Symmetry, channels: list[DistortionChannel], targets: list[Target]) -> str:
     head = [
-        f"structure     {sym.atoms.get_chemical_formula('metal')} ({len(sym.atoms)} atoms, "
+        f"structure     {formula(sym.atoms)} ({len(sym.atoms)} atoms, "
         f"{'crystal' if sym.periodic else 'molecule'})",
     ]
     if sym.periodic:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ase import Atoms
 
+from ..core.structure import formula
 from ..errors import SBSInputError
 from .inputs import DATABASE_URLS, Parent
 from .summary import ground_state, parent_keys, phase_keys
@@ -90,7 +91,7 @@ def write_parent(db, parent: Parent, settings_hash: str, potential: str, result:
         with transaction(db):
             row_id = db.write(atoms, key_value_pairs={**common, "kind": "parent", "potential": potential,
                                                       "error": result["error"]})
-        return ParentOutcome(row_id, parent.name, atoms.get_chemical_formula("metal"), settings_hash,
+        return ParentOutcome(row_id, parent.name, formula(atoms), settings_hash,
                              error=result["error"])
     data = result["exploration"]
     keys = parent_keys(data)

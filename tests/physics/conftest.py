@@ -1,4 +1,4 @@
-"""Session-wide SevenNet-0 fixtures: the calculator and the cubic BaTiO3 exploration
+"""SevenNet-0 fixtures shared by the whole test run: the calculator and the cubic BaTiO3 exploration
 are expensive on CPU, so every physics test module shares one of each."""
 
 import pytest

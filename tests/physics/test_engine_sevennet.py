@@ -1,6 +1,6 @@
 """SevenNet-0 on whole batches: the batched model equals the ASE calculator structure by
 structure, and the BaTiO3 explore through the batched engine finds the phases of the
-ASE path (the session's ``batio3_exploration``)."""
+ASE path (the shared ``batio3_exploration`` fixture)."""
 
 import numpy as np
 import pytest
