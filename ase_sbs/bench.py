@@ -24,7 +24,7 @@ from ase import Atoms
 
 from .core.devices import resolve_device
 from .explore.protocol import break_symmetry
-from .potentials.batched import Graphs, radius_graph
+from .potentials.batched import Graphs
 from .potentials.registry import get_potential
 from .relax.engine import Engine
 from .relax.jobs import RelaxJob, Stage
@@ -48,24 +48,9 @@ def copies(atoms: Atoms, n: int, rattle: float = 0.02, seed: int = 0) -> list[At
     return out
 
 
-def _graphs(structures: list[Atoms], cutoff: float | None, device) -> Graphs:
-    pos = torch.tensor(np.concatenate([a.positions for a in structures]), dtype=torch.float64, device=device)
-    cells = torch.tensor(np.stack([np.asarray(a.cell) for a in structures]), dtype=torch.float64, device=device)
-    sizes = [len(a) for a in structures]
-    ptr = np.concatenate([[0], np.cumsum(sizes)]).tolist()
-    graph = torch.repeat_interleave(torch.arange(len(sizes), device=device), torch.as_tensor(sizes, device=device))
-    numbers = torch.as_tensor(np.concatenate([a.numbers for a in structures]), device=device)
-    periodic = [bool(a.pbc.all()) for a in structures]
-    g = Graphs(pos, cells, numbers, graph, ptr, periodic)
-    if cutoff:
-        g.cutoff = cutoff
-        g.src, g.dst, g.shifts = radius_graph(pos, cells, ptr, periodic, cutoff)
-    return g
-
-
 def model_time(potential, atoms: Atoms, batch: int, device, repeats: int = 3) -> float:
     """Median seconds of one forward+forces of the model on ``batch`` copies (graph prebuilt)."""
-    g = _graphs(copies(atoms, batch), potential.cutoff, device)
+    g = Graphs.of(copies(atoms, batch), potential.cutoff, device)
     potential.evaluate(g)
     times = []
     for _ in range(repeats):

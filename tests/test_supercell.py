@@ -310,7 +310,7 @@ def test_oversized_supercell_stops_early_with_the_largest_size(srtio3):
 
 
 def test_channel_curvature_matches_the_full_hessian(group, channels):
-    """Schur + Lanczos + folded cells against the whole finite-difference Hessian of a
+    """Curvatures from the symmetry-reduced Hessian against the whole finite-difference Hessian of a
     Lennard-Jones toy potential on the 40-atom supercell (fixed cell)."""
     from ase.calculators.lj import LennardJones
 
@@ -394,7 +394,7 @@ def test_channel_curvature_by_autograd_matches_finite_differences(group, channel
 
     calc = _TorchEnergyCalculator(_torch_lj)
     tilt = _tilt_channel(group, channels)
-    widest = max(channels, key=lambda c: c.multiplicity)  # several copies: a real Lanczos run
+    widest = max(channels, key=lambda c: c.multiplicity)  # several copies: a block larger than 1×1
     chosen = [tilt, widest] + [c for c in channels if "strain" in c.sources]
     assert len(chosen) == 5 and widest.multiplicity >= 3
     for c in chosen:

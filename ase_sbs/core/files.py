@@ -28,6 +28,20 @@ def write_json(data, path: str) -> None:
         raise
 
 
+def write_array(array: np.ndarray, path: str) -> None:
+    """Write a numpy array (``.npy``) atomically."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npy")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def json_safe(data):
     """``data`` as plain JSON types (dicts, lists, str, float, int, bool, None): numpy
     arrays and scalars converted, tuples made lists, exactly as :func:`write_json`

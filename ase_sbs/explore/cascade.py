@@ -136,8 +136,8 @@ def cascade_tree(root: Level, run: Run, max_depth: int = 3) -> Tree:
         nodes.append(node)
         K = stabilizer(parent, phase.atoms, s.classify_symprec)
         sub = parent.restricted(K, phase.atoms)
-        channels = channel_curvatures(sub, distortion_channels(sub), phase.relaxation_key, run.potential, s, run.store,
-                                      run.progress)
+        channels, hessian = channel_curvatures(sub, distortion_channels(sub), phase.relaxation_key, run.potential, s,
+                                               run.store, run.progress, run.runner)
         node.curvatures, node.unstable = _curvatures(channels)
         node.local_minimum = not node.unstable
         if not node.unstable or depth >= max_depth:

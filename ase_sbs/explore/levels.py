@@ -19,10 +19,11 @@ import numpy as np
 
 from ..core.symmetry import crystal_point_group_matrices
 from ..errors import SBSInputError
+from ..potentials.batched import evaluate_structures
 from ..potentials.registry import Potential, torch_energy
 from ..sbs.sets import symmetry_breaking_set
 from ..setting.cells import unfold
-from ..setting.curvature import channel_curvature
+from ..setting.curvature import calculator_gradients, gradient_vector, setting_hessian
 from ..setting.setting import Setting
 from .classify import (
     cell_multiplication,
@@ -223,23 +224,48 @@ def attach_modes(phases: list[Phase], run: Run) -> None:
             ph.modes = {"error": str(exc)}
 
 
+CURVATURE_METHOD = "symmetry-reduced Hessian"  # part of the store key: another method recomputes
+
+
 def channel_curvatures(setting: Setting, channels: list, origin: str, pot: Potential, s: ExploreSettings,
-                       store: Store, progress: bool = False) -> list:
-    """Every channel with its curvature at the relaxed parent (from the store when known;
-    ``origin`` is the :attr:`Reference.key` of the structure)."""
-    key = f"curvatures-{digest(pot.name, s.curvature_step, origin, setting.order)}"
-    known = store.load_data(key) or {}
-    calc = torch_energy(pot.calc) or pot.calc
-    out = []
-    bar = progress_bar(len(channels), progress, "curvatures", "channel")
-    for c in channels:
-        if c.label not in known:
-            known[c.label] = list(channel_curvature(setting, c, calc, s.curvature_step))
-            store.save_data(key, known)
-        out.append(c.with_curvature(known[c.label]))
-        bar.update(1)
-    bar.close()
-    return out
+                       store: Store, progress: bool = False, runner=None) -> tuple[list, np.ndarray]:
+    """Every channel with its curvature at the setting's structure, and the Hessian they
+    come from (:mod:`ase_sbs.setting.curvature`), from the store when known (``origin`` is
+    the :attr:`Reference.key` of the structure). The displaced structures go through
+    ``runner``'s batched potential when it has one (one batch on a GPU), else through
+    the potential's calculator; an eager NequIP model gives exact products instead."""
+    key = f"curvatures-{digest(pot.name, s.curvature_step, origin, setting.order, CURVATURE_METHOD)}"
+    known = store.load_data(key)
+    H = store.load_array(key)
+    if known is None or H is None or H.shape != (setting.dimension, setting.dimension) \
+            or any(c.label not in known for c in channels):
+        energy = torch_energy(pot.calc)
+        batched = getattr(runner, "potential", None)
+        batched = batched if getattr(batched, "batched", False) else None
+        single = calculator_gradients(setting, pot.calc)
+
+        def gradients(structures):
+            bar = progress_bar(len(structures), progress, "curvatures", "probe")
+            out = []
+            step = 8 if batched is not None else 1
+            for k in range(0, len(structures), step):
+                chunk = structures[k:k + step]
+                if batched is not None:
+                    results = evaluate_structures(batched, chunk, runner.budget()[0], runner.device)
+                    out += [gradient_vector(setting, a, f, st if setting.periodic else None)
+                            for a, (_, f, st) in zip(chunk, results)]
+                else:
+                    out += single(chunk)
+                bar.update(len(chunk))
+            bar.close()
+            return out
+
+        hessian = setting_hessian(setting, energy or pot.calc, s.curvature_step, None if energy else gradients)
+        H = hessian.matrix
+        known = {c.label: list(hessian.curvatures(c, setting.order)) for c in channels}
+        store.save_array(key, H)
+        store.save_data(key, known)
+    return [c.with_curvature(known[c.label]) for c in channels], H
 
 
 def channel_weights(channels: list) -> dict:

@@ -160,7 +160,7 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
     parent = relax_parent(setting0, pot, s, store, runner)
     setting = setting0.rescaled(parent.atoms)
     root_key = digest(parent.key, setting.order, None if setting.supercell is None else setting.supercell.tolist())
-    channels = channel_curvatures(setting, channels0, root_key, pot, s, store, progress)
+    channels, hessian = channel_curvatures(setting, channels0, root_key, pot, s, store, progress, runner)
     target_list = select_targets(setting, channels, targets, kpoint, isotropy)
     if isinstance(targets, str) and targets == "auto":
         target_list += coupled_targets(setting, [c for c in channels if c.unstable and _selected(c, setting, kpoint)])

@@ -2,7 +2,8 @@
 
 Under ``out/relaxations``: one JSON and one extxyz per finished relaxation (and the
 parent); under ``out/channels``: JSON records of other finished computations (channel
-curvatures). Each is written atomically (temporary file, then rename) the moment it is done. A key holds a
+curvatures) and numpy arrays (the Hessians they come from). Each is written atomically
+(temporary file, then rename) the moment it is done. A key holds a
 digest of everything the result depends on (potential, settings, structure, setting),
 so a rerun with the same inputs reuses it and a changed input recomputes.
 """
@@ -16,7 +17,7 @@ import os
 import numpy as np
 from ase import Atoms
 
-from ..core.files import write_json, write_structure
+from ..core.files import write_array, write_json, write_structure
 from ..errors import SBSInputError
 
 
@@ -94,3 +95,16 @@ class Store:
     def save_data(self, key: str, data) -> None:
         if self.data_dir is not None:
             write_json(data, os.path.join(self.data_dir, key + ".json"))
+
+    def load_array(self, key: str) -> np.ndarray | None:
+        """A numpy array saved under ``key`` (``channels/<key>.npy``), or None."""
+        if self.data_dir is None:
+            return None
+        path = os.path.join(self.data_dir, key + ".npy")
+        if not os.path.exists(path):
+            return None
+        return np.load(path, allow_pickle=False)
+
+    def save_array(self, key: str, array: np.ndarray) -> None:
+        if self.data_dir is not None:
+            write_array(np.asarray(array), os.path.join(self.data_dir, key + ".npy"))

@@ -18,6 +18,7 @@ import itertools
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from ase import Atoms
 
@@ -52,6 +53,25 @@ class Graphs:
         cell = self.cells if cells is None else cells
         return pos[self.dst] - pos[self.src] + torch.einsum("ei,eij->ej", self.shifts.to(pos.dtype),
                                                             cell[self.graph[self.src]])
+
+    @classmethod
+    def of(cls, structures: list[Atoms], cutoff: float | None, device="cpu") -> "Graphs":
+        """The batch of ``structures`` (positions as float64 on ``device``), with its radius
+        graph at ``cutoff`` (none when None)."""
+        import numpy as np
+
+        pos = torch.tensor(np.concatenate([a.positions for a in structures]), dtype=torch.float64, device=device)
+        cells = torch.tensor(np.stack([np.asarray(a.cell) for a in structures]), dtype=torch.float64, device=device)
+        sizes = [len(a) for a in structures]
+        ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
+        graph = torch.repeat_interleave(torch.arange(len(sizes), device=device), torch.as_tensor(sizes, device=device))
+        numbers = torch.as_tensor(np.concatenate([a.numbers for a in structures]), device=device)
+        periodic = [bool(a.pbc.all()) for a in structures]
+        g = cls(pos, cells, numbers, graph, ptr, periodic)
+        if cutoff:
+            g.cutoff = cutoff
+            g.src, g.dst, g.shifts = radius_graph(pos, cells, ptr, periodic, cutoff)
+        return g
 
     def atoms(self, g: int) -> Atoms:
         a, b = self.ptr[g], self.ptr[g + 1]
@@ -321,6 +341,30 @@ class NequIPBatched(BatchedPotential):
         return energy, forces, stress
 
 
+def evaluate_structures(potential: BatchedPotential, structures: list[Atoms], max_atoms: float = 64,
+                        device="cpu") -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """(energy eV, forces (N, 3) eV/Å, stress (3, 3) eV/Å³) of each structure, in batches of
+    at most ``max_atoms`` atoms (one structure at least) through the batched potential."""
+    out = []
+    batch: list[Atoms] = []
+
+    def flush():
+        if not batch:
+            return
+        g = Graphs.of(batch, potential.cutoff, device)
+        e, f, s = potential.evaluate(g)
+        e, f, s = e.cpu().numpy(), f.cpu().numpy(), s.cpu().numpy()
+        out.extend((float(e[k]), f[g.ptr[k]:g.ptr[k + 1]], s[k]) for k in range(len(batch)))
+        batch.clear()
+
+    for a in structures:
+        if batch and sum(len(b) for b in batch) + len(a) > max_atoms:
+            flush()
+        batch.append(a)
+    flush()
+    return out
+
+
 def batched_potential(calc, device: str = "cpu", name: str | None = None) -> BatchedPotential:
     """The batched form of an ASE calculator (or of a :class:`~ase_sbs.potentials.Potential`):
     SevenNet and NequIP calculators batch natively; anything else falls back to one call
@@ -342,4 +386,4 @@ def batched_potential(calc, device: str = "cpu", name: str | None = None) -> Bat
 
 
 __all__ = ["Graphs", "radius_graph", "BatchedPotential", "ASEBatched", "SevenNetBatched", "NequIPBatched",
-           "batched_potential"]
+           "batched_potential", "evaluate_structures"]
