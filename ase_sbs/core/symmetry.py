@@ -13,7 +13,6 @@ onto atom ``permutations[k, i]``: R x_i + t ≡ x_{π(i)} (mod lattice for cryst
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -29,7 +28,7 @@ from .pointgroups import (
     refine_group,
     schoenflies_name,
 )
-from .spacegroups import quiet_c_stderr
+from .spglib_adapter import refine_symmetry, symmetry_dataset, symmetry_operations
 from .structure import check_structure, species_labels
 from .symmetrizer import Symmetrizer
 
@@ -169,19 +168,9 @@ def _canonical_order(mats: np.ndarray, frame: np.ndarray) -> np.ndarray:
 
 
 def _crystal(atoms: Atoms, symprec: float, angle_tolerance: float) -> Symmetry:
-    import spglib
-
     cell = np.asarray(atoms.cell, dtype=float)
     labels = species_labels(atoms)
-    spg_cell = (cell, atoms.get_scaled_positions(wrap=True), labels)
-    with warnings.catch_warnings(), quiet_c_stderr():
-        warnings.simplefilter("ignore")
-        try:
-            ds = spglib.get_symmetry_dataset(spg_cell, symprec=symprec, angle_tolerance=angle_tolerance)
-        except Exception as exc:  # spglib raises its own error types in newer versions
-            raise _inconsistent(symprec) from exc
-    if ds is None:
-        raise _inconsistent(symprec)
+    ds = symmetry_dataset((cell, atoms.get_scaled_positions(wrap=True), labels), symprec, angle_tolerance)
     W = np.asarray(ds.rotations, dtype=float)
     tf = np.asarray(ds.translations, dtype=float)
     L = cell
@@ -246,12 +235,8 @@ def _symmetry(atoms: Atoms, mats: np.ndarray, operations: Operations, frame: np.
 
 def lattice_point_group(lattice: np.ndarray, symprec: float) -> np.ndarray:
     """Cartesian rotations of the lattice spanned by the rows of ``lattice`` (its holohedry)."""
-    import spglib
-
-    with warnings.catch_warnings(), quiet_c_stderr():
-        warnings.simplefilter("ignore")
-        ops = spglib.get_symmetry((lattice, [[0.0, 0.0, 0.0]], [1]), symprec=symprec)
-    W = np.unique(np.asarray(ops["rotations"]), axis=0).astype(float)
+    rotations, _ = symmetry_operations((lattice, [[0.0, 0.0, 0.0]], [1]), symprec)
+    W = np.unique(rotations, axis=0).astype(float)
     mats = np.einsum("ij,njk,kl->nil", lattice.T, W, np.linalg.inv(lattice).T)
     u, _, vt = np.linalg.svd(mats)
     return u @ vt
@@ -473,11 +458,7 @@ def symmetrized_atoms(sym: Symmetry) -> Atoms:
     """The structure moved (by at most ~symprec) onto exact symmetry S."""
     atoms = sym.atoms.copy()
     if sym.periodic:
-        from ase.spacegroup.symmetrize import refine_symmetry
-
-        with quiet_c_stderr(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            refine_symmetry(atoms, symprec=max(sym.symprec, 1e-5))
+        refine_symmetry(atoms, max(sym.symprec, 1e-5))
         return atoms
     atoms.positions = Symmetrizer(sym.operations.rotations, sym.operations.permutations).positions(atoms)
     return atoms
@@ -489,20 +470,12 @@ def crystal_point_group_matrices(sym: Symmetry) -> np.ndarray:
     from spglib's standardized conventional cell and rotated back."""
     if not sym.periodic:
         return sym.point_group_matrices
-    import spglib
-
     atoms = sym.atoms
-    with quiet_c_stderr(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = spglib.get_symmetry_dataset(
-            (np.asarray(atoms.cell), atoms.get_scaled_positions(), species_labels(atoms)),
-            symprec=sym.symprec, angle_tolerance=sym.angle_tolerance,
-        )
+    ds = symmetry_dataset((np.asarray(atoms.cell), atoms.get_scaled_positions(), species_labels(atoms)),
+                          sym.symprec, sym.angle_tolerance)
     L = np.asarray(ds.std_lattice, dtype=float)
-    with quiet_c_stderr(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        std_ops = spglib.get_symmetry((L, ds.std_positions, ds.std_types), symprec=sym.symprec)
-    W = np.unique(np.asarray(std_ops["rotations"]), axis=0).astype(float)
+    rotations, _ = symmetry_operations((L, ds.std_positions, ds.std_types), sym.symprec)
+    W = np.unique(rotations, axis=0).astype(float)
     R_std = np.einsum("ij,njk,kl->nil", L.T, W, np.linalg.inv(L).T)
     Q = np.asarray(ds.std_rotation_matrix, dtype=float)
     u, _, vt = np.linalg.svd(Q)
