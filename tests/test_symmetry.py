@@ -1,4 +1,4 @@
-"""Atoms -> Symmetry: spglib for crystals, pymatgen for molecules, clear errors otherwise."""
+"""Atoms -> Symmetry: spglib for crystals, an exhaustive search for molecules, clear errors otherwise."""
 
 import numpy as np
 import pytest

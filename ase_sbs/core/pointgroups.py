@@ -1,6 +1,6 @@
 """Finite subgroups of O(3): Cayley tables of matrices, exact refinement, names
-(Schoenflies, Hermann–Mauguin), operation names, the O(3) normalizer and the paper's
-ideal-SBS criterion.
+(Schoenflies, Hermann–Mauguin), operation names, the O(3) normalizer, the paper's
+ideal-SBS criterion, and the point group of a finite point set (a molecule).
 
 Matrices act on column vectors; everything is float64 with explicit tolerances.
 """
@@ -37,15 +37,17 @@ def cayley_table(matrices: np.ndarray, tol: float = MATRIX_TOL) -> np.ndarray:
     return table
 
 
-def refine_group(matrices: np.ndarray, tol: float = 1e-3, iterations: int = 20) -> np.ndarray:
+def refine_group(matrices: np.ndarray, tol: float = 1e-3, iterations: int = 20,
+                 table: np.ndarray | None = None) -> np.ndarray:
     """Nearby exact group: matrices that close under multiplication to machine precision.
 
-    With the Cayley table of the noisy set, each M_a is replaced by the polar
-    (orthogonal) part of (1/n) Σ_b M_{ab} M_bᵀ; the fixed point is an exact
-    representation, reached in a few iterations from noise far below ``tol``.
+    With the Cayley table of the noisy set (``table``, or read from the matrices at
+    ``tol``), each M_a is replaced by the polar (orthogonal) part of
+    (1/n) Σ_b M_{ab} M_bᵀ; the fixed point is an exact representation, reached in a few
+    iterations from noise far below ``tol``.
     """
     mats = np.asarray(matrices, dtype=np.float64)
-    table = cayley_table(mats, tol)
+    table = cayley_table(mats, tol) if table is None else np.asarray(table)
     for _ in range(iterations):
         new = np.einsum("abij,bkj->aik", mats[table], mats) / len(mats)
         u, _, vt = np.linalg.svd(new)
@@ -322,3 +324,126 @@ def ideal_sbs_exists(matrices: np.ndarray) -> tuple[bool, str]:
     if comp is None:
         return False, f"|N(S)/S| = {n_over_s} and S has no complement in N(S)"
     return True, f"|N(S)/S| = {n_over_s}; complement of order {n_over_s} found"
+
+
+# ----------------------------------------------------------------------------------
+# the point group of a finite point set (a molecule)
+
+
+def _fitted_rotation(x: np.ndarray, y: np.ndarray, det: int) -> np.ndarray:
+    """The orthogonal R of determinant ``det`` minimising Σ_i |R x_i − y_i|² (rows x_i,
+    y_i): with xᵀy = U Σ Vᵀ, R = V diag(1, 1, d) Uᵀ, d = det · det(V Uᵀ) (Kabsch)."""
+    u, _, vt = np.linalg.svd(x.T @ y)
+    d = det * np.sign(np.linalg.det(vt.T @ u.T))
+    return vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+
+
+def collinear(r: np.ndarray, tol: float) -> bool:
+    """True when every point of ``r`` (rows, about the centre) lies within ``tol`` of one
+    line through the centre (a linear molecule: its symmetry group is continuous)."""
+    far = int(np.argmax(np.linalg.norm(r, axis=1)))
+    if np.linalg.norm(r[far]) <= tol:
+        return True
+    axis = r[far] / np.linalg.norm(r[far])
+    return bool((np.linalg.norm(np.cross(r, axis), axis=1) <= tol).all())
+
+
+def point_set_group(r: np.ndarray, labels: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """(matrices, permutations): the point group of the labelled points ``r`` (rows, about
+    a fixed centre such as the centre of mass), as an exact closed group, identity first;
+    operation k maps point i onto point ``permutations[k, i]``.
+
+    An operation is an orthogonal R with |R r_i − r_π(i)| ≤ ``tol`` for every i, π a
+    permutation within each label. The search is exhaustive and reads nothing from the
+    inertia tensor, whose eigenvectors are arbitrary for a symmetric or nearly symmetric
+    top (they would depend on the linear-algebra library's rounding). An orthogonal map is
+    fixed by the images of two non-collinear vectors and its determinant. Take two points
+    a, b not collinear with the centre, each with the fewest possible images (points of
+    its label at its distance from the centre, within 2·tol); every operation maps them
+    to such images a′, b′ with r_a′·r_b′ ≈ r_a·r_b, hence is among the candidates
+    R = F′ diag(1, 1, ±1) Fᵀ, F the orthonormal frame of (r_a, r_b) and F′ that of
+    (r_a′, r_b′). Each candidate gives π (each R r_i matched to the nearest point of its
+    label, a bijection or nothing); R is then refitted to all points (orthogonal
+    Procrustes at fixed determinant) and kept when it maps every point within ``tol``.
+    Rotation axes through atoms, bond midpoints, inertia axes and their cross products, and
+    mirror normals of every kind are all covered: whatever an operation's axis, it maps a
+    and b somewhere.
+
+    A structure symmetric only within ``tol`` can give operations whose products do not
+    all map it within ``tol``. Operations multiply as their (π, det R), exactly; the
+    group is grown from the best-fitting operation on, each joining when the closure
+    stays among the operations kept: a largest closed set (maximal: no kept operation
+    can join it). Its matrices are then made an exact representation of that
+    multiplication table (:func:`refine_group`).
+
+    Raises:
+        SBSInputError: the points are collinear (the group is continuous).
+    """
+    r = np.asarray(r, dtype=np.float64)
+    labels = np.asarray(labels)
+    n = len(r)
+    if collinear(r, tol):
+        raise SBSInputError("all atoms are collinear: linear molecules have continuous symmetry")
+    radius = np.linalg.norm(r, axis=1)
+    same = labels[:, None] == labels[None, :]
+    images = [np.flatnonzero(same[i] & (np.abs(radius - radius[i]) <= 2 * tol)) for i in range(n)]
+    usable = [i for i in range(n) if radius[i] > 4 * tol]
+    a = min(usable, key=lambda i: (len(images[i]), -radius[i], i))
+    sin = np.linalg.norm(np.cross(r[a] / radius[a], r), axis=1) / np.maximum(radius, 1e-300)
+    away = [j for j in usable if radius[j] * sin[j] > 4 * tol]
+    if not away:
+        raise SBSInputError(f"the molecule is linear within a few times the tolerance ({tol} Å); "
+                            "use a smaller symprec, or a truly linear geometry (its symmetry is continuous)")
+    best = [j for j in away if sin[j] > 0.2] or away
+    b = min(best, key=lambda j: (len(images[j]), -sin[j], j))
+    F = _orthonormal_frame(r[a], r[b])
+    dot = r[a] @ r[b]
+    found: dict[tuple, tuple[float, np.ndarray]] = {}
+    for a2 in images[a]:
+        for b2 in images[b]:
+            if a2 == b2 or abs(r[a2] @ r[b2] - dot) > 2 * tol * (radius[a] + radius[b]) + tol**2:
+                continue
+            F2 = _orthonormal_frame(r[a2], r[b2])
+            for det in (1, -1):
+                guess = F2 @ np.diag([1.0, 1.0, float(det)]) @ F.T
+                dist = np.linalg.norm((r @ guess.T)[:, None, :] - r[None, :, :], axis=2)
+                dist[~same] = np.inf
+                perm = dist.argmin(axis=1)
+                if len(set(perm.tolist())) != n:
+                    continue
+                R = _fitted_rotation(r, r[perm], det)
+                err = float(np.linalg.norm(r @ R.T - r[perm], axis=1).max())
+                key = (det, *perm.tolist())
+                if err <= tol and key not in found:
+                    found[key] = (err, R)
+    identity = (1, *range(n))
+    if identity not in found:
+        raise SBSInputError(f"the symmetry search at tolerance {tol} Å does not find the identity; "
+                            "use a smaller symprec")
+
+    def times(k1, k2):  # (π1, d1)(π2, d2): point i -> π1(π2(i)), determinants multiply
+        return (k1[0] * k2[0], *(k1[1 + j] for j in k2[1:]))
+
+    def closure(generators):  # the group they generate, or None when it leaves ``found``
+        group, frontier = [identity], [identity]
+        members = {identity}
+        while frontier:
+            new = [times(g, h) for g in frontier for h in generators]
+            frontier = [k for k in dict.fromkeys(new) if k not in members]
+            if any(k not in found for k in frontier):
+                return None
+            members.update(frontier)
+            group += frontier
+        return group
+
+    group, generators = [identity], []
+    for key in sorted(found, key=lambda k: (found[k][0], k)):
+        if key not in group:
+            grown = closure(generators + [key])
+            if grown is not None:
+                group, generators = grown, generators + [key]
+    keys = group  # identity first
+    index = {k: i for i, k in enumerate(keys)}
+    table = np.array([[index[times(k1, k2)] for k2 in keys] for k1 in keys])
+    mats = refine_group(np.array([found[k][1] for k in keys]), table=table)
+    return mats, np.array([k[1:] for k in keys], dtype=int)

@@ -1,7 +1,8 @@
 """Atoms -> Symmetry: what the structure's symmetry is, as plain data.
 
-Crystals (``pbc`` all True) go through spglib; molecules (``pbc`` all False) through
-pymatgen's ``PointGroupAnalyzer``. Partial periodicity (slabs, wires) is refused: the
+Crystals (``pbc`` all True) go through spglib; molecules (``pbc`` all False) through an
+exhaustive search of the orthogonal maps that permute the atoms
+(:func:`ase_sbs.core.pointgroups.point_set_group`). Partial periodicity (slabs, wires) is refused: the
 layer and rod groups are not handled, and treating a slab as a 3D crystal or a
 molecule silently would give the wrong group. Set ``pbc=True`` with vacuum to treat a
 slab as a 3D crystal, or ``pbc=False`` for an isolated cluster.
@@ -24,7 +25,9 @@ from .groups import FiniteGroup
 from .pointgroups import (
     SCHOENFLIES_OF_HM,
     cayley_table,
+    collinear,
     hermann_mauguin_name,
+    point_set_group,
     refine_group,
     schoenflies_name,
 )
@@ -387,43 +390,23 @@ def molecule_frame(positions: np.ndarray, numbers: np.ndarray, decimals: int = 4
 
 
 def _molecule(atoms: Atoms, symprec: float, angle_tolerance: float) -> Symmetry:
-    from pymatgen.core import Molecule
-    from pymatgen.symmetry.analyzer import PointGroupAnalyzer
-
+    """The point group of a molecule about its centre of mass: every orthogonal map that
+    takes each atom within max(symprec, 1e-3) Å of an atom of its species (and magnetic
+    moment), from the exhaustive search of :func:`point_set_group`."""
     if len(atoms) == 1:
         raise SBSInputError("a single atom has the full rotation group O(3); there is no finite group to break")
-    mol = Molecule(atoms.get_chemical_symbols(), atoms.positions)
-    try:
-        pga = PointGroupAnalyzer(mol, tolerance=max(symprec, 1e-3))
-        ops = pga.get_symmetry_operations()
-    except Exception as exc:
-        raise _inconsistent(symprec) from exc
-    if "*" in pga.sch_symbol:
+    labels = species_labels(atoms)  # magnetic moments keep the subgroup that preserves them
+    centre = atoms.get_center_of_mass()
+    r = atoms.positions - centre
+    tol = max(symprec, 1e-3)
+    if collinear(r, tol):
+        inversion = atom_permutation(atoms, -np.eye(3), 2 * centre, tol, periodic=False, labels=labels)
         raise SBSInputError(
-            f"linear molecule ({pga.sch_symbol.replace('*', '∞')}): its symmetry group is continuous; "
+            f"linear molecule ({'D∞h' if inversion is not None else 'C∞v'}): its symmetry group is continuous; "
             "there is no finite set of variants to enumerate"
         )
-    centre = np.asarray(mol.center_of_mass)
-    mats = np.array([op.rotation_matrix for op in ops], dtype=float)
-    ident = [k for k, M in enumerate(mats) if np.allclose(M, np.eye(3), atol=1e-6)]
-    if len(ident) != 1:
-        raise _inconsistent(symprec)
-    try:
-        mats = refine_group(mats)
-    except SBSInputError as exc:
-        raise _inconsistent(symprec) from exc
-    tol = max(3 * symprec, 1e-3)
+    mats, perms = point_set_group(r, labels, tol)
     trans = centre - mats @ centre
-    perms = []
-    for R, t in zip(mats, trans):
-        p = atom_permutation(atoms, R, t, tol, periodic=False)
-        if p is None:
-            raise _inconsistent(symprec)
-        perms.append(p)
-    perms = np.array(perms)
-    labels = species_labels(atoms)  # magnetic moments keep the subgroup that preserves them
-    keep = [k for k, p in enumerate(perms) if (labels[p] == labels).all()]
-    mats, trans, perms = mats[keep], trans[keep], perms[keep]
     # symmetrized positions give a frame that does not depend on noise
     frame = molecule_frame(Symmetrizer(mats, perms).positions(atoms), labels)
     order = _canonical_order(mats, frame)
@@ -438,8 +421,8 @@ def detect_symmetry(atoms: Atoms, symprec: float = 1e-3, angle_tolerance: float 
     Args:
         atoms: a crystal (``pbc`` all True, non-degenerate cell) or a molecule
             (``pbc`` all False).
-        symprec: distance tolerance in Å (spglib's ``symprec``; for molecules the
-            pymatgen ``tolerance``).
+        symprec: distance tolerance in Å (spglib's ``symprec``; for molecules each
+            operation moves every atom within max(symprec, 1e-3) Å of an equivalent one).
         angle_tolerance: spglib's angle tolerance in degrees (-1: its default).
 
     Raises:
