@@ -104,6 +104,42 @@ def test_stages_restart_the_optimizer_like_successive_ase_runs():
     assert np.abs(res.atoms.positions - ref.positions).max() < 1e-7
 
 
+@pytest.mark.parametrize("cell", ["full", "fixed"])
+def test_an_initial_hessian_kept_across_stages_follows_ase_bfgs_restarted_from_its_own(cell):
+    """BFGS from an initial Hessian (the symmetry-reduced Hessian at the start, mapped to
+    FrechetCellFilter's coordinates), each stage restarting from the Hessian the previous
+    one ended with: plain ASE (BFGS.H0 set by hand), the ASE runner and the engine take the
+    same steps to the same structure."""
+    from ase.optimize import BFGS
+
+    from ase_sbs.relax.ase_runner import ASERunner
+    from ase_sbs.relax.jobs import optimizer_hessian
+    from ase_sbs.setting import k0_setting
+    from ase_sbs.setting.curvature import setting_hessian
+
+    start = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 1, 1)
+    hessian = setting_hessian(k0_setting(start), EMT(), step=1e-3).matrix  # at the unrattled cell
+    atoms = strained_cu(seed=13)
+    stages = [Stage(0.0, 0.05, 300), Stage(0.0, 1e-4, 300)]
+    job = RelaxJob(atoms, stages, cell=cell, hessian=hessian, keep_hessian=True)
+    ref = atoms.copy()
+    ref.calc = EMT()
+    H, counts = optimizer_hessian(job), []
+    for stage in stages:
+        target = ref if cell == "fixed" else FrechetCellFilter(ref)
+        opt = BFGS(target, logfile=None, maxstep=0.1)
+        opt.H0 = H.copy()
+        assert opt.run(fmax=stage.fmax, steps=stage.max_steps)
+        counts.append(opt.nsteps)
+        H = opt.H
+    plain = quiet_relax([RelaxJob(atoms, stages, cell=cell)], optimizer="bfgs")[0]
+    assert sum(counts) < sum(plain.steps)  # the point of it
+    for res in (quiet_relax([job], optimizer="bfgs")[0], ASERunner(EMT()).relax([job])[0]):
+        assert res.steps == counts and all(res.converged)
+        assert np.abs(res.atoms.positions - ref.positions).max() < 1e-8
+        assert np.abs(np.asarray(res.atoms.cell) - np.asarray(ref.cell)).max() < 1e-8
+
+
 def test_a_mixed_batch_relaxes_each_structure_as_if_alone():
     """Different species sets, sizes, cells and a molecule; structures finish at
     different steps and waiting ones take their place (max 2 at a time)."""

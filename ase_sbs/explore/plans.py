@@ -21,7 +21,7 @@ from ..bias.descriptor import BiasDescriptor, evaluate_bias
 from ..core.groups import mask_of
 from ..relax.jobs import RelaxJob, Stage
 from ..sbs.sets import SymmetryBreakingSet
-from ..setting.cells import FoldedCell, fold, fold_setting, folded_symmetrizer
+from ..setting.cells import FoldedCell, fold, fold_hessian, fold_setting, folded_symmetrizer
 from ..setting.setting import Setting
 from .results import ExploreSettings
 
@@ -83,10 +83,14 @@ def member_plans(setting: Setting, B: SymmetryBreakingSet, s: ExploreSettings, d
     return plans
 
 
-def member_job(setting: Setting, plan: MemberPlan, s: ExploreSettings) -> RelaxJob:
-    """The stages of a member's relaxation (seed, field ramp, anneal, release) as a job."""
+def member_job(setting: Setting, plan: MemberPlan, s: ExploreSettings, hessian: np.ndarray | None = None) -> RelaxJob:
+    """The stages of a member's relaxation (seed, field ramp, anneal, release) as a job.
+    ``hessian``: the Hessian at the setting's structure (the level's reference), BFGS's
+    initial Hessian in the member's folded cell; every stage goes on from the previous
+    stage's Hessian."""
     stages = [Stage(plan.lam0 * f, s.fmax, s.max_steps) for f in s.factors]
     stages.append(Stage(0.0, s.release_fmax, s.max_steps))
+    H0 = None if hessian is None else fold_hessian(hessian, plan.folded, setting.periodic)
     return RelaxJob(plan.folded.atoms.copy(), stages, cell=s.cell, sbs_object=plan.b, irreps=plan.irreps,
                     descriptor=plan.descriptor, symmetrizer=folded_symmetrizer(setting, plan.stabilizer, plan.folded),
-                    snapshots=s.mode == "field")
+                    snapshots=s.mode == "field", hessian=H0, keep_hessian=True)

@@ -1,7 +1,8 @@
 """The ASE runner: each job's stages through ASE, one structure at a time.
 
 Every stage is ``BFGS(FrechetCellFilter(atoms), maxstep=0.1).run(fmax, steps)`` (the
-filter only for crystals with ``cell`` full or volume) on an
+filter only for crystals with ``cell`` full or volume; BFGS's ``H0`` the job's initial
+Hessian at the first stage, the previous stage's with ``keep_hessian``) on an
 :class:`~ase_sbs.bias.calculator.SBSCalculator` (the model plus E_sb at the stage's λ,
 forces and stress symmetrized onto the job's group). It works with any ASE calculator;
 the batched engine follows the same trajectories.
@@ -14,11 +15,13 @@ from ase import Atoms
 
 from ..bias.calculator import SBSCalculator
 from ..core.devices import resolve_device
-from .jobs import RelaxJob, RelaxResult, check_jobs
+from .jobs import RelaxJob, RelaxResult, check_jobs, optimizer_hessian
 
 
-def minimize(atoms: Atoms, calc, cell: str, fmax: float, max_steps: int) -> tuple[bool, int]:
-    """One ASE minimization of ``atoms`` in place: (converged, steps)."""
+def minimize(atoms: Atoms, calc, cell: str, fmax: float, max_steps: int,
+             hessian: np.ndarray | None = None) -> tuple[bool, int, np.ndarray]:
+    """One ASE minimization of ``atoms`` in place, BFGS starting from ``hessian`` (in the
+    optimizer's coordinates; None: α·1): (converged, steps, the Hessian it ended with)."""
     from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS
 
@@ -27,8 +30,10 @@ def minimize(atoms: Atoms, calc, cell: str, fmax: float, max_steps: int) -> tupl
     if atoms.pbc.all() and cell != "fixed":
         target = FrechetCellFilter(atoms, hydrostatic_strain=cell == "volume")
     opt = BFGS(target, logfile=None, maxstep=0.1)
+    if hessian is not None:
+        opt.H0 = np.array(hessian, dtype=float)
     converged = bool(opt.run(fmax=fmax, steps=max_steps))
-    return converged, int(opt.nsteps)
+    return converged, int(opt.nsteps), np.array(opt.H if opt.state is not None else opt.H0)
 
 
 class ASERunner:
@@ -63,9 +68,11 @@ class ASERunner:
         calc = SBSCalculator(self.calc, b, job.irreps or "0e", 0.0, symmetrize=job.symmetrizer,
                              descriptor=job.descriptor, device=self.device)
         steps, converged, snapshots = [], [], []
+        hessian = optimizer_hessian(job)
         for stage in job.stages:
             calc.strength = stage.strength if job.sbs_object is not None else 0.0
-            ok, n = minimize(atoms, calc, job.cell, stage.fmax, stage.max_steps)
+            ok, n, last = minimize(atoms, calc, job.cell, stage.fmax, stage.max_steps, hessian)
+            hessian = last if job.keep_hessian else None
             steps.append(n)
             converged.append(ok)
             if job.snapshots:

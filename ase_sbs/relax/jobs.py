@@ -20,6 +20,7 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import SBSInputError
+from ..setting.setting import STRAIN_BASIS
 
 CELL_MODES = ("full", "fixed", "volume")
 
@@ -46,6 +47,11 @@ class RelaxJob:
         descriptor: the :class:`~ase_sbs.bias.descriptor.BiasDescriptor` of b's irreps.
         symmetrizer: the group the forces and stress are projected onto.
         snapshots: keep the structure after every stage.
+        hessian: BFGS's initial Hessian (eV/Å²) at ``atoms``, in the coordinates
+            q = (u, δ) of :mod:`ase_sbs.setting.curvature` (3N displacements, then for a
+            crystal 6 strain coordinates ε·ℓ, ℓ = V^{1/3}); None: ASE's α·1.
+        keep_hessian: each stage's BFGS starts from the Hessian the previous stage ended
+            with (one ASE run restarted from its own Hessian) instead of anew.
     """
 
     atoms: Atoms
@@ -56,6 +62,8 @@ class RelaxJob:
     descriptor: object = None
     symmetrizer: object = None
     snapshots: bool = False
+    hessian: np.ndarray | None = None
+    keep_hessian: bool = False
 
 
 @dataclass
@@ -70,6 +78,34 @@ class RelaxResult:
     snapshots: list = field(default_factory=list, repr=False)
 
 
+HESSIAN_FLOOR = 1.0  # eV/Å²: the smallest |eigenvalue| of an initial Hessian (soft and zero modes)
+
+
+def optimizer_hessian(job: RelaxJob) -> np.ndarray | None:
+    """The job's initial Hessian in the optimizer's coordinates: the positions (3N) and, when
+    the cell relaxes, the 9 cell coordinates of ASE's FrechetCellFilter, x = N log F, whose
+    symmetric part is N ε (so δ_k = (ℓ/N) S_k : x); its eigenvalues kept in sign and
+    raised in magnitude to at least :data:`HESSIAN_FLOOR` (zero modes — translations,
+    rotations of the cell — and very soft ones would make the first steps unbounded)."""
+    if job.hessian is None:
+        return None
+    a = job.atoms
+    n = len(a)
+    H = np.asarray(job.hessian, dtype=float)
+    periodic = bool(a.pbc.all())
+    if periodic and job.cell != "fixed":
+        J = (a.get_volume() ** (1 / 3) / n) * STRAIN_BASIS.reshape(6, 9)
+        T = np.zeros((3 * n + 6, 3 * n + 9))
+        T[: 3 * n, : 3 * n] = np.eye(3 * n)
+        T[3 * n:, 3 * n:] = J
+        H = T.T @ H @ T
+    else:
+        H = H[: 3 * n, : 3 * n]
+    w, V = np.linalg.eigh((H + H.T) / 2)
+    w = np.where(w < 0, np.minimum(w, -HESSIAN_FLOOR), np.maximum(w, HESSIAN_FLOOR))
+    return (V * w) @ V.T
+
+
 def check_jobs(jobs: list[RelaxJob], elements=None, potential_name: str = "the potential") -> None:
     """Refuse jobs a runner cannot run, with a message saying why."""
     for j in jobs:
@@ -79,6 +115,11 @@ def check_jobs(jobs: list[RelaxJob], elements=None, potential_name: str = "the p
             raise SBSInputError(f"cell must be 'full', 'fixed' or 'volume', got {j.cell!r}")
         if j.atoms.pbc.any() and not j.atoms.pbc.all():
             raise SBSInputError("relaxations take crystals (pbc on all axes) or molecules (no pbc)")
+        if j.hessian is not None:
+            dim = 3 * len(j.atoms) + (6 if j.atoms.pbc.all() else 0)
+            if np.shape(j.hessian) != (dim, dim) or not np.isfinite(j.hessian).all():
+                raise SBSInputError(f"a job's initial Hessian must be a finite {dim}×{dim} matrix in (u, δ) "
+                                    f"coordinates, got shape {np.shape(j.hessian)}")
         if elements is not None:
             missing = sorted(set(j.atoms.get_chemical_symbols()) - set(elements))
             if missing:

@@ -100,24 +100,25 @@ def fire_steps(slots: list, grad: torch.Tensor, fp: FireParams) -> None:
 
 def bfgs_steps(slots: list, forces: torch.Tensor, bp: BFGSParams) -> None:
     """ase.optimize.BFGS.step for a group of structures with the same number of rows:
-    H ← H + ΔgΔgᵀ/(Δx·Δg) − (HΔx)(HΔx)ᵀ/(Δx·HΔx) (skipped on the first step and when
-    |Δx| < 1e-7), step −V (Vᵀg / |ω|) from H's eigenpairs, scaled so that no row
-    moves more than ``maxstep``."""
+    H ← H + ΔgΔgᵀ/(Δx·Δg) − (HΔx)(HΔx)ᵀ/(Δx·HΔx) (skipped on a stage's first step and
+    when |Δx| < 1e-7), step −V (Vᵀg / |ω|) from H's eigenpairs, scaled so that no row
+    moves more than ``maxstep``. H starts as α·1 unless the slot holds one (the job's
+    initial Hessian, or the previous stage's)."""
     k = len(slots)
     dev, dtype = forces.device, forces.dtype
     x = torch.stack([torch.cat([s.u.reshape(-1), (s.n * s.L).reshape(-1)]) if s.has_cell else s.u.reshape(-1)
                      for s in slots])
     g = -forces.reshape(k, -1)
     n = g.shape[1]
-    first = [s.H is None for s in slots]
+    fresh = [s.x0 is None for s in slots]  # a stage's first step: no update
     eye = torch.eye(n, dtype=dtype, device=dev)
     H = torch.stack([eye * bp.alpha if s.H is None else s.H for s in slots])
-    if not all(first):
-        x0 = torch.stack([x[i] if f else s.x0 for i, (s, f) in enumerate(zip(slots, first))])
-        g0 = torch.stack([g[i] if f else s.g0 for i, (s, f) in enumerate(zip(slots, first))])
+    if not all(fresh):
+        x0 = torch.stack([x[i] if f else s.x0 for i, (s, f) in enumerate(zip(slots, fresh))])
+        g0 = torch.stack([g[i] if f else s.g0 for i, (s, f) in enumerate(zip(slots, fresh))])
         dx = x - x0
         dg = g - g0
-        update = (dx.abs().amax(1) >= 1e-7) & ~torch.as_tensor(first, device=dev)
+        update = (dx.abs().amax(1) >= 1e-7) & ~torch.as_tensor(fresh, device=dev)
         hdx = torch.einsum("kij,kj->ki", H, dx)
         a = (dx * dg).sum(1)
         b = (dx * hdx).sum(1)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from .jobs import RelaxJob, Stage
+from .jobs import RelaxJob, Stage, optimizer_hessian
 from .optimizers import FireParams
 
 
@@ -42,11 +42,15 @@ class Slot:
         self.device, self.dtype = device, dtype
         self.last_fmax = math.inf
         self.energy = 0.0
+        H0 = optimizer_hessian(job)
+        self.H = None if H0 is None else torch.as_tensor(H0, dtype=dtype, device=device)
         self._reset(torch.as_tensor(a.positions, dtype=dtype, device=device),
                     torch.as_tensor(np.asarray(a.cell), dtype=dtype, device=device))
 
     def _reset(self, positions, cell):
-        """A fresh filter and optimizer at the current structure (a new ASE stage)."""
+        """A fresh filter and optimizer at the current structure (a new ASE stage); BFGS
+        starts from the job's initial Hessian (first stage), the previous stage's
+        (``keep_hessian``) or α·1."""
         self.cell0 = cell.clone()
         self.u = positions.clone()
         self.L = torch.zeros(3, 3, dtype=self.dtype, device=self.device)
@@ -55,7 +59,8 @@ class Slot:
         self.first = True
         self.dt, self.a, self.nsteps_fire = self.fire.dt, self.fire.astart, 0
         self.nsteps = 0
-        self.H = None  # BFGS
+        if self.stage > 0 and not self.job.keep_hessian:
+            self.H = None  # BFGS: α·1 at its first step
         self.x0 = None
         self.g0 = None
 

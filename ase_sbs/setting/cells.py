@@ -123,6 +123,28 @@ def unfold(folded: FoldedCell, structure: Atoms) -> Atoms:
     return out
 
 
+def fold_hessian(hessian: np.ndarray, folded: FoldedCell, periodic: bool = True) -> np.ndarray:
+    """The Hessian of the full cell, in coordinates q = (u, δ) (:mod:`ase_sbs.setting.curvature`),
+    as the Hessian of the folded cell in its own such coordinates, for distortions periodic
+    in the folded cell: u_i = u'_{mapping[i]}, the same strain ε, so δ = c^{1/3} δ'
+    (ℓ scales as the volume's cube root, c = ``copies``), and E' = E / c:
+
+        H' = (1/c) [[Mᵀ H_uu M, c^{1/3} Mᵀ H_uδ], [c^{1/3} H_δu M, c^{2/3} H_δδ]]
+
+    with M the (3N × 3N') matrix repeating each folded atom's displacement."""
+    n, nf, c = len(folded.mapping), len(folded.representatives), folded.copies
+    M = np.zeros((3 * n, 3 * nf))
+    for i, j in enumerate(folded.mapping):
+        M[3 * i: 3 * i + 3, 3 * j: 3 * j + 3] = np.eye(3)
+    if periodic:
+        T = np.zeros((3 * n + 6, 3 * nf + 6))
+        T[: 3 * n, : 3 * nf] = M
+        T[3 * n:, 3 * nf:] = c ** (1 / 3) * np.eye(6)
+    else:
+        T = M
+    return T.T @ hessian @ T / c
+
+
 def fold_setting(setting, mask: int) -> FoldedCell:
     """The setting's cell folded by the pure translations of the subgroup ``mask``."""
     kept = [int(g) for g in setting.pure_translations if mask >> int(g) & 1]
