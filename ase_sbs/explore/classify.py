@@ -5,7 +5,9 @@ phase's domain variants in the setting's cell.
 A relaxation ends ``returned`` when it is back in the parent's group, or within
 ``energy_tol`` of the parent's energy with residual displacements below 0.01 Å and
 strains below 2·10⁻³ (a stable channel relaxes back slowly along soft directions: such
-a residue is the parent, not a new phase); else ``broken`` (or ``unconverged``).
+a residue is the parent, not a new phase), every stage having converged; ``broken`` when
+it ended converged anywhere else; otherwise ``unconverged``. Relaxed structures that are
+one phase are merged by one rule (:func:`one_phase`) everywhere.
 
 Variants. A phase in the setting's cell is a distortion q = (u, ε) of the setting's
 structure (displacements u, uniform translation removed, and the symmetric strain ε);
@@ -82,16 +84,22 @@ def group_name(sym: Symmetry) -> str:
 
 def relaxation_status(start: Atoms, final: Atoms, found: Symmetry, found_order: int, reference_number: int | None,
                       reference_order: int, energy_per_atom: float, reference_energy_per_atom: float,
-                      converged: bool, energy_tol: float) -> str:
+                      converged: bool, energy_tol: float, every_stage_converged: bool | None = None) -> str:
     """``broken``, ``returned`` or ``unconverged`` (module docstring): back in the
     reference's group (space-group number and crystal point-group order), or a residue
-    at its energy, is ``returned``."""
+    at its energy, is ``returned``. Evidence, not hope: ``broken`` needs the last stage
+    converged (a stationary point of the unbiased potential off the reference);
+    ``returned`` needs every stage converged (``every_stage_converged``), since a biased
+    stage that ran out of steps near the reference proves nothing about the channel."""
     same_group = found.spacegroup_number == reference_number and found_order == reference_order
     back = same_group or (abs(energy_per_atom - reference_energy_per_atom) < energy_tol
                           and max_displacement(start, final) < 0.01 and max_strain(start, final) < 2e-3)
     if not converged:
         return "unconverged"
-    return "returned" if back else "broken"
+    if back:
+        return "returned" if (converged if every_stage_converged is None else every_stage_converged) \
+            else "unconverged"
+    return "broken"
 
 
 def cell_multiplication(found: Symmetry, parent_primitive_atoms: int) -> int:
@@ -149,6 +157,39 @@ def same_phase(setting: Setting, a: Atoms, b: Atoms, tol: float) -> bool:
     return False
 
 
+MERGE_TOL = 0.03  # Å: two relaxed structures this close (modulo G) at one energy are one phase
+NAME_TOL = CLASSIFY_LADDER[-1]  # Å: the loosest rung of the ladder (see one_phase)
+
+
+def one_phase(setting: Setting, a: Atoms, ra, b: Atoms, rb, energy_tol: float, tol: float = MERGE_TOL) -> bool:
+    """The one rule that makes two relaxed structures one phase, in an exploration and in a
+    cascade alike: energies per atom within ``energy_tol`` (eV), and
+
+    - the same space group and cell multiplication, or
+    - distortions one G-orbit within ``tol`` Å (:func:`same_phase`), or
+    - the same space group at :data:`NAME_TOL` (the loosest rung of the classification
+      ladder; with the release criterion of 5·10⁻⁴ eV/Å a mode stiffer than 0.05 eV/Å²
+      is left less than 0.01 Å from its minimum), which joins the same structure reached
+      in cells or variants that G does not relate.
+
+    A relaxation inside a subgroup that ends a hair off a higher-symmetry phase is that
+    phase; callers name the merged phase by its most symmetric member. ``a`` and ``b``
+    are in the setting's cell, its atoms in order; ``ra`` and ``rb`` carry
+    ``energy_per_atom`` (eV), ``spacegroup_number``, ``cell_multiplication``,
+    ``point_group`` and ``ladder`` ({tolerance: group}, may be empty)."""
+    if abs(ra.energy_per_atom - rb.energy_per_atom) >= energy_tol:
+        return False
+    same_group = ((ra.spacegroup_number, ra.cell_multiplication, ra.point_group)
+                  == (rb.spacegroup_number, rb.cell_multiplication, rb.point_group))
+    if same_group:
+        return True
+    loose = f"{NAME_TOL:g}"
+    la, lb = (getattr(r, "ladder", None) or {} for r in (ra, rb))
+    if la.get(loose) is not None and la.get(loose) == lb.get(loose):
+        return True
+    return same_phase(setting, a, b, tol)
+
+
 def variant_image(atoms: Atoms, parent: Symmetry, op_index: int) -> Atoms:
     """The structure mapped by the parent's operation ``op_index`` (R, t), in a cell
     basis aligned with the parent's."""
@@ -190,4 +231,4 @@ def variants(setting: Setting, structure: Atoms, tol: float) -> tuple[int, list[
 
 __all__ = ["CLASSIFY_LADDER", "classify", "relaxation_status", "cell_multiplication", "formula_units",
            "max_displacement", "max_strain", "distortion", "stabilizer", "variants", "variant_image", "image",
-           "same_phase", "group_name"]
+           "same_phase", "one_phase", "MERGE_TOL", "NAME_TOL", "group_name"]

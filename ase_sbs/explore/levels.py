@@ -31,12 +31,16 @@ from .classify import (
     group_name,
     max_displacement,
     max_strain,
+    one_phase,
     relaxation_status,
     variants,
 )
 from .plans import MemberPlan, member_job, member_plans
 from .results import ExploreSettings, Phase, Relaxation, record
 from .store import Store, digest, safe_name
+
+
+PROTOCOL = 2  # part of every relaxation's key: 2 = BFGS from the reference's Hessian, kept across stages
 
 
 @dataclass
@@ -87,12 +91,27 @@ class Level:
     phases: list
 
 
-def explore_level(setting: Setting, channels: list, targets: list, reference: Reference, run: Run,
-                  weights: dict | None = None) -> Level:
-    """Relax every target of a level and classify the results (module docstring).
-    ``weights`` sizes the components of coupled targets' objects by channel."""
+@dataclass
+class PlannedLevel:
+    """A level before its relaxations run: every member's plan, the relaxations already
+    known (from the store, or bias-inactive), and the jobs still to run."""
+
+    setting: Setting
+    reference: Reference
+    channels: list
+    targets: list
+    plans: list
+    relaxations: list
+    pending: list  # (index into plans, store key, RelaxJob)
+
+
+def plan_level(setting: Setting, channels: list, targets: list, reference: Reference, run: Run,
+               weights: dict | None = None, hessian: np.ndarray | None = None) -> PlannedLevel:
+    """The plans and jobs of a level (module docstring). ``weights`` sizes the components
+    of coupled targets' objects by channel; ``hessian`` (at the reference,
+    :func:`channel_curvatures`) is each relaxation's initial Hessian."""
     s = run.settings
-    base = digest(run.potential.name, asdict(s), reference.key, setting.order)
+    base = digest(run.potential.name, asdict(s), reference.key, setting.order, PROTOCOL)
     plans: list[MemberPlan] = []
     for t in targets:
         B = symmetry_breaking_set(setting, t, max_l=s.max_l, channels=channels, per_atom=True if t.coupled else None,
@@ -100,32 +119,43 @@ def explore_level(setting: Setting, channels: list, targets: list, reference: Re
         plans += member_plans(setting, B, s, run.descriptors)
     relaxations: list = [None] * len(plans)
     pending = []
-    bar = progress_bar(len(plans), run.progress)
     for i, plan in enumerate(plans):
         key = (f"{safe_name(plan.target)}-{digest(plan.target_elements)[:6]}-m{plan.member}"
                f"{'' if plan.sign > 0 else 'neg'}-{base}")
         rec = run.store.load(key)
         if rec is not None:
             relaxations[i] = Relaxation(**{**rec, "key": key})
-            bar.update(1)
         elif not plan.active:
             relaxations[i] = _inactive(plan, reference)
-            bar.update(1)
         else:
-            pending.append((i, key, plan))
+            pending.append((i, key, member_job(setting, plan, s, hessian)))
+    return PlannedLevel(setting, reference, channels, targets, plans, relaxations, pending)
+
+
+def run_levels(planned: list[PlannedLevel], run: Run) -> list[Level]:
+    """Run the pending relaxations of several levels in one call of the runner (a batch
+    fills from all of them), save each as it finishes, and classify every level."""
+    work = [(lv, i, key, job) for lv in planned for i, key, job in lv.pending]
+    bar = progress_bar(len(work), run.progress and bool(work))
 
     def done(k, result):
-        i, key, plan = pending[k]
-        r = _relaxation(plan, result, reference, setting, s, key)
+        lv, i, key, _ = work[k]
+        r = _relaxation(lv.plans[i], result, lv.reference, lv.setting, run.settings, key)
         run.store.save(key, record(r), r.atoms)
-        relaxations[i] = r
+        lv.relaxations[i] = r
         bar.update(1)
 
-    if pending:
-        run.runner.relax([member_job(setting, plan, s) for _, _, plan in pending], on_done=done)
+    if work:
+        run.runner.relax([job for *_, job in work], on_done=done)
     bar.close()
-    phases = _phases(plans, relaxations, reference, run)
-    return Level(setting, reference, channels, targets, plans, relaxations, phases)
+    return [Level(lv.setting, lv.reference, lv.channels, lv.targets, lv.plans, lv.relaxations,
+                  _phases(lv.plans, lv.relaxations, lv.reference, run)) for lv in planned]
+
+
+def explore_level(setting: Setting, channels: list, targets: list, reference: Reference, run: Run,
+                  weights: dict | None = None, hessian: np.ndarray | None = None) -> Level:
+    """Relax every target of a level and classify the results (module docstring)."""
+    return run_levels([plan_level(setting, channels, targets, reference, run, weights, hessian)], run)[0]
 
 
 def _common(plan: MemberPlan) -> dict:
@@ -160,38 +190,41 @@ def _relaxation(plan: MemberPlan, result, reference: Reference, setting: Setting
     order = len(crystal_point_group_matrices(found))
     status = relaxation_status(start, atoms, found, order, reference.spacegroup_number, reference.point_group_order,
                                result.energy / len(atoms), reference.energy_per_atom, bool(result.converged[-1]),
-                               s.energy_tol)
+                               s.energy_tol, all(result.converged))
     return Relaxation(
         **_common(plan), status=status, energy_eV=result.energy, spacegroup_number=found.spacegroup_number,
         spacegroup_symbol=found.spacegroup_symbol, point_group=found.crystal_class or found.schoenflies,
         point_group_order=order, ladder=ladder, strength_eV=plan.lam0,
         steps=steps, converged=bool(result.converged[-1]), max_displacement_A=max_displacement(start, atoms),
-        max_strain=max_strain(start, atoms), field_spacegroup=field_sg,
+        max_strain=max_strain(start, atoms), field_spacegroup=field_sg, stages_converged=list(result.converged),
         cell_multiplication=cell_multiplication(found, len(setting.parent.atoms)) if setting.periodic else 1,
         key=key, atoms=atoms)
 
 
 def _phases(plans: list[MemberPlan], relaxations: list[Relaxation], reference: Reference, run: Run) -> list[Phase]:
-    """Group broken relaxations by symmetry and energy; each phase in the setting's cell
-    with its variants against the root's G, lowest first."""
+    """Broken relaxations grouped into phases by the one rule of :func:`~ase_sbs.explore.classify.one_phase`
+    (every target that reached a phase listed); each phase named by its most symmetric
+    member (an end a hair off a higher symmetry is that phase), in the setting's cell, with
+    its variants against the root's G; lowest first."""
     s = run.settings
+    broken = [i for i, r in enumerate(relaxations) if r.status == "broken"]
+    structures = {i: unfold(plans[i].folded, relaxations[i].atoms) for i in broken}
     groups: list[list[int]] = []
-    for i, r in enumerate(relaxations):
-        if r.status != "broken":
-            continue
+    for i in broken:
+        r = relaxations[i]
         for g in groups:
             r0 = relaxations[g[0]]
-            if (r0.spacegroup_number, r0.point_group) == (r.spacegroup_number, r.point_group) and abs(
-                    r0.energy_per_atom - r.energy_per_atom) < s.energy_tol:
+            if one_phase(run.root, structures[g[0]], r0, structures[i], r, s.energy_tol):
                 g.append(i)
                 break
         else:
             groups.append([i])
     phases = []
     for g in groups:
-        i = min(g, key=lambda k: relaxations[k].energy_per_atom)
+        i = max(g, key=lambda k: (relaxations[k].point_group_order, relaxations[k].spacegroup_number or 0,
+                                  -relaxations[k].energy_per_atom))
         r = relaxations[i]
-        structure = unfold(plans[i].folded, r.atoms)
+        structure = structures[i]
         n_variants, images = variants(run.root, structure, tol=s.classify_symprec)
         de = r.energy_per_atom - reference.energy_per_atom
         phases.append(Phase(
@@ -203,7 +236,8 @@ def _phases(plans: list[MemberPlan], relaxations: list[Relaxation], reference: R
             lattice=[float(x) for x in structure.cell.cellpar()] if structure.pbc.all() else None,
             max_displacement_A=r.max_displacement_A, steps=int(sum(r.steps.values())), atoms=structure,
             variants=images, cell_multiplication=r.cell_multiplication,
-            channels=sorted({c for k in g for c in relaxations[k].channels}), relaxation_key=r.key))
+            channels=sorted({c for k in g for c in relaxations[k].channels}), relaxation_key=r.key,
+            ladder=dict(r.ladder)))
     phases.sort(key=lambda p: p.delta_energy_per_atom_eV)
     attach_modes(phases, run)
     return phases

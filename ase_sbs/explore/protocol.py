@@ -23,6 +23,7 @@ the curvatures are written to ``out/relaxations`` as they finish; a rerun reuses
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 from ase import Atoms
@@ -48,7 +49,7 @@ from ..setting.setting import (
     k0_setting,
     supercell_setting,
 )
-from .cascade import cascade_tree
+from .cascade import CascadeBudget, cascade_tree
 from .classify import formula_units
 from .levels import Reference, Run, channel_curvatures, channel_weights, explore_level
 from .results import Exploration, ExploreSettings, ParentResult, record
@@ -122,7 +123,8 @@ def select_targets(setting: Setting, channels: list, targets, kpoint=None, isotr
 def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed", cell: str = "full",
                    out: str | None = None, progress: bool = True, device: str = "cpu",
                    supercell=None, kpoint=None, engine: str = "auto", engine_options: dict | None = None,
-                   cascade: bool = False, max_depth: int = 3, **settings) -> Exploration:
+                   cascade: bool = False, max_depth: int = 3, budget: CascadeBudget | dict | None = None,
+                   **settings) -> Exploration:
     """Find the lower-symmetry phases ``atoms`` breaks into under the potential ``calc``.
 
     Args:
@@ -141,15 +143,25 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
             ASE), ``ase``, ``batched``, or a runner object (an
             :class:`~ase_sbs.relax.engine.Engine` or :class:`~ase_sbs.relax.ase_runner.ASERunner`).
         engine_options: keyword arguments of the Engine (optimizer, limits, fire, bfgs).
-        cascade: from every phase found, explore its own unstable channels in the same
-            setting, down to ``max_depth`` levels (:mod:`ase_sbs.explore.cascade`); the
-            tree is ``Exploration.tree``.
+        cascade: from the phases found, explore their own unstable channels in the same
+            setting, lowest phase first, down to ``max_depth`` levels
+            (:mod:`ase_sbs.explore.cascade`); the tree is ``Exploration.tree``.
+        budget: further limits of the cascade: a :class:`~ase_sbs.explore.cascade.CascadeBudget`
+            or a dict of its fields (``max_relaxations``, ``max_seconds``, ``expand``,
+            ``check``, ``width``); ``max_depth`` sets its depth.
         **settings: further :class:`~ase_sbs.explore.results.ExploreSettings` fields.
     """
     s = ExploreSettings(mode=mode, cell=cell, **settings)
     s.validate()
-    if cascade and (not isinstance(max_depth, (int, np.integer)) or max_depth < 1):
-        raise SBSInputError(f"max_depth must be a positive number of levels, got {max_depth!r}")
+    if isinstance(budget, CascadeBudget):
+        budget = replace(budget, max_depth=max_depth)
+    else:
+        try:
+            budget = CascadeBudget(max_depth=max_depth, **(budget or {}))
+        except TypeError as exc:
+            raise SBSInputError(f"unknown cascade budget option: {exc}") from exc
+    if cascade:
+        budget.validate()
     setting0 = setting_of(atoms, supercell, kpoint, s.symprec)
     channels0 = distortion_channels(setting0)
     isotropy = enumerate_isotropy(setting0, channels0)
@@ -169,8 +181,8 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
               formula_unit_atoms=parent.natoms / parent.formula_units, progress=progress)
     reference = Reference(parent.name, parent.spacegroup_number, parent.point_group,
                           len(crystal_point_group_matrices(setting.parent)), parent.energy_per_atom, root_key)
-    level = explore_level(setting, channels, target_list, reference, run, channel_weights(channels))
-    tree = cascade_tree(level, run, max_depth) if cascade else None
+    level = explore_level(setting, channels, target_list, reference, run, channel_weights(channels), hessian)
+    tree = cascade_tree(level, run, budget) if cascade else None
     return Exploration(parent=parent, phases=level.phases, relaxations=level.relaxations, potential=pot.name,
                        settings=s, supercell=None if setting.supercell is None else setting.supercell.tolist(),
                        kpoint=None if kpoint is None else parse_kpoint(kpoint).tolist(), group_order=setting.order,

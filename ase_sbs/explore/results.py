@@ -5,6 +5,7 @@ are only ever added, never renamed)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 
 from ase import Atoms
 
@@ -102,6 +103,7 @@ class Relaxation:
     channels: list = field(default_factory=list)
     cell_multiplication: int = 1
     key: str | None = None  # its record in the output directory: relaxations/<key>.json
+    stages_converged: list = field(default_factory=list)  # per stage, in order (empty in older records)
     atoms: Atoms | None = field(default=None, repr=False)
 
     @property
@@ -139,6 +141,11 @@ class Phase:
     channels: list = field(default_factory=list)
     status: str = "broken"
     relaxation_key: str | None = None  # the relaxation it was taken from (relaxations/<key>.json)
+    ladder: dict = field(default_factory=dict)  # {symprec: group} of that relaxation
+
+    @property
+    def energy_per_atom(self) -> float:
+        return self.energy_per_atom_eV
 
     @property
     def name(self) -> str:
@@ -173,6 +180,40 @@ def record(result) -> dict:
     """A result dataclass's fields without its ``atoms`` (JSON-ready). Shallow: unlike
     ``dataclasses.asdict`` it does not deep-copy the Atoms and the calculator on them."""
     return {f.name: getattr(result, f.name) for f in fields(result) if f.name != "atoms"}
+
+
+class Verdict(StrEnum):
+    """What an exploration establishes about its parent."""
+
+    BROKEN = "broken"  # at least one phase lies below the parent
+    STABLE = "stable"  # every unstable-looking channel was relaxed to convergence and none broke
+    INCONCLUSIVE = "inconclusive"  # the evidence does not decide (the reasons say why)
+
+
+def verdict_of(phases: list, relaxations: list, channels: list) -> tuple[Verdict, list[str]]:
+    """(verdict, reasons) from the evidence (DESIGN §4.6): ``broken`` when a phase lies
+    below the parent; otherwise ``stable`` only when every relaxation converged (a
+    relaxation that ran out of steps proves nothing) and every channel with a negative
+    curvature was relaxed and led nowhere below the parent; else ``inconclusive``."""
+    reasons = []
+    unconverged = [r for r in relaxations if r.status == "unconverged"]
+    if unconverged:
+        targets = ", ".join(sorted({r.target for r in unconverged}))
+        reasons.append(f"{len(unconverged)} relaxation{'s' if len(unconverged) != 1 else ''} ran out of steps "
+                       f"({targets}); raise --max-steps")
+    if any(p.spontaneous for p in phases):
+        return Verdict.BROKEN, reasons
+    for c in channels:
+        if not c.unstable:
+            continue
+        mine = [r for r in relaxations if c.label in r.channels]
+        kappa = f"{c.min_curvature:+.3f} eV/Å²"
+        if not mine:
+            reasons.append(f"channel {c.label} has a negative curvature ({kappa}) and was not explored")
+        elif all(r.status == "returned" for r in mine):
+            reasons.append(f"channel {c.label} has a negative curvature ({kappa}) but its relaxations returned to "
+                           "the parent")
+    return (Verdict.INCONCLUSIVE if reasons else Verdict.STABLE), reasons
 
 
 @dataclass
@@ -210,9 +251,21 @@ class Exploration:
     tree: object = None
 
     @property
+    def verdict(self) -> Verdict:
+        """:class:`Verdict` of the parent (:func:`verdict_of`)."""
+        return verdict_of(self.phases, self.relaxations, self.channels)[0]
+
+    @property
+    def verdict_reasons(self) -> list[str]:
+        """Why the verdict is what it is, when it is not plain (unconverged relaxations,
+        unstable channels that led nowhere)."""
+        return verdict_of(self.phases, self.relaxations, self.channels)[1]
+
+    @property
     def stable(self) -> bool:
-        """True when no channel breaks spontaneously."""
-        return not any(p.spontaneous for p in self.phases)
+        """True when the evidence shows the parent stable in every channel explored
+        (``verdict == 'stable'``; an inconclusive run is not stable)."""
+        return self.verdict == Verdict.STABLE
 
     @property
     def unconverged(self) -> list[Relaxation]:
@@ -240,6 +293,8 @@ class Exploration:
             "kpoint": self.kpoint,
             "group_order": self.group_order,
             "stable": self.stable,
+            "verdict": str(self.verdict),
+            "verdict_reasons": self.verdict_reasons,
             "channels": [c.as_dict() for c in self.channels],
             "targets": [t.as_dict() for t in self.targets],
             "phases": [{**{k: v for k, v in record(ph).items() if k != "variants"}, "channel": "+".join(ph.channels)}

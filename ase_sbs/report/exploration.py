@@ -88,8 +88,14 @@ def describe_exploration(ex) -> str:
                                    [[r.target, r.field_spacegroup, r.spacegroup_symbol or r.point_group,
                                      "yes" if r.status == "broken" else "no"] for r in induced])]
     lines.append("")
-    lines.append("the parent is stable in every channel explored" if ex.stable
-                 else f"{sum(p.spontaneous for p in ex.phases)} phase(s) below the parent")
+    verdict, reasons = ex.verdict, ex.verdict_reasons
+    if verdict == "broken":
+        lines.append(f"{sum(p.spontaneous for p in ex.phases)} phase(s) below the parent")
+    elif verdict == "stable":
+        lines.append("the parent is stable in every channel explored")
+    else:
+        lines.append("inconclusive: no phase below the parent was found, but the evidence does not show it stable")
+    lines += [f"  {r}" for r in reasons]
     if ex.tree is not None:
         lines += ["", describe_tree(ex.tree, supercell)]
     return "\n".join(lines)

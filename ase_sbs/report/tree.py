@@ -10,7 +10,7 @@ from .analysis import summary_of_dict
 def _check(node) -> str:
     """The curvature check of a node: its unstable channels, or the lowest curvature."""
     if not node.curvatures:
-        return "not checked"
+        return "not checked (above the lowest local minimum)"
     if node.unstable:
         worst = sorted(((min(node.curvatures[c]), c) for c in node.unstable))
         return "unstable: " + ", ".join(f"{c} ({k:+.3f})" for k, c in worst)
@@ -36,7 +36,7 @@ def describe_tree(tree, supercell: bool = False) -> str:
         kids = tree.children(node.id)
         note = _check(node)
         if node.unstable and not node.explored:
-            note += "; not explored (depth limit)"
+            note += f"; not explored ({node.expansion or 'depth limit'})"
         elif node.unstable and not kids and not any(r["from"] == node.id for n in nodes for r in n.routes):
             note += "; its relaxations found no phase below it"
         lines.append(f"{child_prefix}    {note}")
@@ -44,19 +44,50 @@ def describe_tree(tree, supercell: bool = False) -> str:
             walk(kid, child_prefix, i == len(kids) - 1, False)
 
     walk(nodes[0], "", True, True)
-    if tree.ground_state is not None:
-        g = nodes[tree.ground_state]
-        lines.append(f"ground state in this setting: {g.name}, "
-                     f"{1000 * g.delta_energy_per_formula_unit_eV:+.2f} meV/f.u."
-                     f", {g.n_variants} variant{'s' if g.n_variants != 1 else ''}")
-    else:
-        lines.append("ground state in this setting: none found (the depth limit left the lowest phases unchecked)")
+    lines += verdict_lines(tree)
     decomposed = [n for n in nodes[1:] if n.modes]
     if decomposed:
         lines += ["", "symmetry modes of each phase of the tree against the root (primary and secondary order "
                   "parameters)"]
         lines += [f"  {n.name}: {summary_of_dict(n.modes)}" for n in decomposed]
     return "\n".join(lines)
+
+
+def _energy(node) -> str:
+    return f"{1000 * node.delta_energy_per_formula_unit_eV:+.2f} meV/f.u."
+
+
+def verdict_lines(tree) -> list[str]:
+    """What the tree says of the ground state: the lowest node when it is a checked local
+    minimum; otherwise that the ground state lies below the lowest phase found (its
+    unstable channels, how to go deeper) and the lowest local minimum found; and what the
+    budget left unexplored."""
+    nodes = tree.nodes
+    lowest = nodes[getattr(tree, "lowest", 0) or 0]
+    lines = []
+    if tree.ground_state is not None:
+        g = nodes[tree.ground_state]
+        lines.append(f"ground state in this setting: {g.name}, {_energy(g)}, "
+                     f"{g.n_variants} variant{'s' if g.n_variants != 1 else ''}")
+    else:
+        worst = ", ".join(f"{c} ({min(lowest.curvatures[c]):+.3f})" for c in lowest.unstable)
+        reason = lowest.expansion or "depth limit"
+        lines.append(f"ground state in this setting: not found — it lies below {lowest.name} ({_energy(lowest)}), the "
+                     f"lowest phase found, which is unstable ({worst}) and was not explored ({reason}); explore "
+                     "deeper (a larger --max-depth or budget)")
+        m = getattr(tree, "lowest_local_minimum", None)
+        if m is not None:
+            lines.append(f"lowest local minimum found: {nodes[m].name}, {_energy(nodes[m])}")
+    above = [u for u in getattr(tree, "unexplored", []) if u["reason"] == "above the lowest local minimum"]
+    if above:
+        lines.append(f"{len(above)} unstable phase{'s' if len(above) != 1 else ''} above the ground state "
+                     f"{'were' if len(above) != 1 else 'was'} not explored (their descendants lie below them, possibly "
+                     "below the ground state: --expand all explores them)")
+    budget = [u for u in getattr(tree, "unexplored", []) if u["reason"] == "budget"]
+    if budget:
+        lines.append(f"{len(budget)} unstable phase{'s' if len(budget) != 1 else ''} left unexplored by the budget: "
+                     + ", ".join(u["name"] for u in budget))
+    return lines
 
 
 def plot_tree(tree, title: str, path: str) -> None:
