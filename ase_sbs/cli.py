@@ -5,15 +5,21 @@
 
 Tables go to stdout; ``--json OUT`` writes the same content as JSON (``-`` for stdout,
 in which case the table is not printed). Bad input exits with status 2 and one line
-on stderr.
+on stderr; a result the storage refuses to take (a full disk, a quota, a read-only
+directory) with status 74 and one line naming the directory and what is kept (the same
+command resumes); Ctrl-C with 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
-from .errors import SBSInputError
+from .errors import SBSInputError, SBSStorageError
+
+STORAGE_FAILED = 74  # exit status when a result could not be written (sysexits' EX_IOERR)
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)  # the storage refused a write
 
 
 def _read(path: str, index: str):
@@ -423,12 +429,26 @@ def main(argv=None) -> int:
         return 2
     except BrokenPipeError:  # e.g. piped into head
         return 0
+    except SBSStorageError as exc:
+        print(f"ase-sbs: error: {exc}{_saved(args)}", file=sys.stderr)
+        return STORAGE_FAILED
+    except OSError as exc:  # a write outside ase_sbs.core.files (a library's own) that the storage refused
+        if exc.errno not in STORAGE_ERRNOS:
+            raise
+        print(f"ase-sbs: error: {SBSStorageError.from_oserror(exc.filename or '?', exc)}{_saved(args)}",
+              file=sys.stderr)
+        return STORAGE_FAILED
     except KeyboardInterrupt:
-        out, resume = getattr(args, "out", None), getattr(args, "resume", None)
-        saved = f"; finished relaxations are saved in {out}/ and the same command resumes" if out else ""
-        saved = f"; {resume}" if resume else saved
-        print(f"ase-sbs: interrupted{saved}", file=sys.stderr)
+        print(f"ase-sbs: interrupted{_saved(args)}", file=sys.stderr)
         return 130
+
+
+def _saved(args) -> str:
+    """What a stopped command has kept and how to resume, for its last line."""
+    out, resume = getattr(args, "out", None), getattr(args, "resume", None)
+    if resume:
+        return f"; {resume}"
+    return f"; finished relaxations are saved in {out}/ and the same command resumes" if out else ""
 
 
 if __name__ == "__main__":
