@@ -7,7 +7,7 @@ Tables go to stdout; ``--json OUT`` writes the same content as JSON (``-`` for s
 in which case the table is not printed). Bad input exits with status 2 and one line
 on stderr; a result the storage refuses to take (a full disk, a quota, a read-only
 directory) with status 74 and one line naming the directory and what is kept (the same
-command resumes); Ctrl-C with 130.
+command resumes); a screen with parents that failed with status 1; Ctrl-C with 130.
 """
 
 from __future__ import annotations
@@ -271,7 +271,7 @@ def _screen(args) -> int:
                      select=args.select, index=args.index, device=args.device, retries=args.retries,
                      **_explore_kwargs(args))
     print(describe_summary(summary))
-    return 0
+    return 1 if summary.failures else 0  # a parent with an error row: the screen is not complete
 
 
 def _supercell(values):

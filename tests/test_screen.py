@@ -161,9 +161,10 @@ def test_the_command_line_skips_what_the_python_screen_wrote(sqlite_screen, tmp_
     for atoms in four_parents():
         write(tmp_path / f"{atoms.info['name']}.extxyz", atoms)
     (tmp_path / "notes.txt").write_text("not a structure\n")
-    assert main(["screen", str(tmp_path), "--db", sqlite_screen[0]]) == 0
+    assert main(["screen", str(tmp_path), "--db", sqlite_screen[0]]) == 1  # polonium's error row
     out = capsys.readouterr().out
     assert "0 computed (0 failed), 4 skipped" in out
+    assert "1 of 4 parents failed (1 of them in an earlier run); see the error column" in out
 
 
 def test_explore_and_screen_read_the_same_options():

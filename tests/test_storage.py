@@ -18,6 +18,7 @@ import sys
 import numpy as np
 import pytest
 from ase.build import bulk
+from ase.db import connect
 from ase.io import read, write
 
 from ase_sbs.cli import main
@@ -196,3 +197,28 @@ def test_explore_on_full_storage_says_what_is_kept_and_the_rerun_ends_as_a_clean
     if reused:
         assert f"resumed       {reused} finished relaxation(s)" in again.stdout
     assert comparable(bcc_cu / out / "explore.json") == comparable(bcc_cu / "clean" / "explore.json")
+
+
+def test_a_screen_whose_database_fills_up_keeps_its_rows_and_the_rerun_completes(tmp_path):
+    (tmp_path / "in").mkdir()
+    write(tmp_path / "in" / "a_Al.extxyz", bulk("Al", "fcc", a=4.05))
+    write(tmp_path / "in" / "b_Cu.extxyz", bulk("Cu", "bcc", a=2.87))
+    assert ase_sbs(["screen", "in", "--calc", "emt", "--db", "clean.db"], tmp_path).returncode == 0
+    first = ase_sbs(["screen", "in/a_Al.extxyz", "--calc", "emt", "--db", "r.db"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    # the database may not grow past its size with one parent: the second parent's rows fail
+    proc = ase_sbs(["screen", "in", "--calc", "emt", "--db", "r.db"], tmp_path, os.path.getsize(tmp_path / "r.db"))
+    assert proc.returncode == 74, proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "cannot write r.db in " + str(tmp_path) in err[0] and "the rows of parent b_Cu" in err[0]
+    assert "finished parents are in r.db and the same command skips them" in err[0]
+    assert [r.name for r in connect(str(tmp_path / "r.db")).select(kind="parent")] == ["a_Al"]
+    again = ase_sbs(["screen", "in", "--calc", "emt", "--db", "r.db"], tmp_path)
+    assert again.returncode == 0 and "1 computed (0 failed), 1 skipped" in again.stdout, again.stdout
+
+    def rows(db):
+        return sorted((r.name, r.kind, r.get("sg"), r.get("ground_sg"), round(r.energy, 9), r.settings_hash)
+                      for r in connect(str(tmp_path / db)).select())
+
+    assert rows("r.db") == rows("clean.db")

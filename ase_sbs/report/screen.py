@@ -14,9 +14,15 @@ def describe_outcome(outcome) -> str:
 
 
 def describe_summary(summary) -> str:
-    """The closing lines of a :class:`~ase_sbs.screen.screen.ScreenSummary`."""
+    """The closing lines of a :class:`~ase_sbs.screen.screen.ScreenSummary`: the counts,
+    how many of the screen's parents failed (now or in an earlier run, each with an
+    error row) and the files not read."""
     lines = [f"screened: {summary.computed} computed ({summary.failed} failed), {summary.skipped} skipped "
              f"(already in the database with the same settings, or given twice); results in {summary.db}"]
+    if summary.failures:
+        earlier = f" ({summary.failed_before} of them in an earlier run)" if summary.failed_before else ""
+        lines.append(f"{summary.failures} of {summary.parents} parents failed{earlier}; see the error column: "
+                     f"ase db {summary.db} error -c name,error (delete those rows to try them again)")
     if summary.unreadable:
         lines.append(f"not read ({len(summary.unreadable)} file(s) ase.io cannot read as a structure):")
         lines += [f"  {u}" for u in summary.unreadable]

@@ -7,6 +7,13 @@ potential's name, every explore setting (targets, :class:`ExploreSettings`, supe
 k-point, cascade and its depth) and the input structure — is skipped, so the same
 command resumes an interrupted screen. The engine, its options and the device change how
 an exploration runs, not what it finds: they are not part of the hash.
+
+A parent whose exploration fails (refused input, an exception, a Dask task that keeps
+failing) gets an error row and the screen goes on. Its row is kept on a rerun like a
+finished parent's (delete it to try again: ``ase db results.db error --delete``), and
+:class:`ScreenSummary` counts it among the screen's failures either way. A database the
+storage stops taking rows (:class:`~ase_sbs.errors.SBSStorageError`) ends the screen:
+what was written is kept.
 """
 
 from __future__ import annotations
@@ -21,11 +28,12 @@ from ..explore.results import ExploreSettings
 from ..explore.store import digest, structure_digest
 from ..potentials.registry import potential_name
 from ..report.screen import describe_outcome
-from .database import ParentOutcome, already_done, open_database, write_parent
+from .database import ParentOutcome, open_database, previous_row, write_parent
 from .fanout import Job, dask_client, run_in_process, run_on_dask
 from .inputs import collect_parents
 
-PROTOCOL = ("targets", "supercell", "kpoint", "cascade", "max_depth")  # break_symmetry's arguments in the hash
+# break_symmetry's arguments in the hash
+PROTOCOL = ("targets", "supercell", "kpoint", "cascade", "max_depth", "budget")
 RUNNING = ("engine", "engine_options")  # passed on, not hashed
 OWN = ("calc", "out", "progress", "device")  # set by the screen itself
 
@@ -34,7 +42,8 @@ OWN = ("calc", "out", "progress", "device")  # set by the screen itself
 class ScreenSummary:
     """What a screen did: ``computed`` parents explored now (``failed`` of them refused
     or failing, with an ``error`` row), ``skipped`` already in the database (or given
-    twice), the database, each outcome in the order written, and the files of input
+    twice: ``repeated``; ``failed_before`` of them have an error row from an earlier
+    run), the database, each outcome in the order written, and the files of input
     directories that ase.io could not read."""
 
     db: str
@@ -43,6 +52,18 @@ class ScreenSummary:
     failed: int = 0
     outcomes: list[ParentOutcome] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    repeated: int = 0
+    failed_before: int = 0
+
+    @property
+    def parents(self) -> int:
+        """The distinct parents of the screen (computed now or found in the database)."""
+        return self.computed + self.skipped - self.repeated
+
+    @property
+    def failures(self) -> int:
+        """The screen's parents whose row is an error row, written now or before."""
+        return self.failed + self.failed_before
 
 
 def explore_options(kwargs: dict) -> tuple[dict, dict]:
@@ -62,6 +83,9 @@ def explore_options(kwargs: dict) -> tuple[dict, dict]:
                 **{k: kwargs[k] for k in PROTOCOL if k in kwargs}}
     if not protocol["cascade"]:
         protocol["max_depth"] = None  # no tree: the depth changes nothing
+        protocol.pop("budget", None)
+    elif protocol.get("budget") is not None:
+        protocol["budget"] = {k: v for k, v in sorted(dict(protocol["budget"]).items())}
     if protocol["supercell"] is not None:
         protocol["supercell"] = np.asarray(protocol["supercell"]).tolist()
     return dict(kwargs), {**protocol, "settings": asdict(settings)}
@@ -101,8 +125,11 @@ def screen(parents, calc="auto", db: str = "results.db", workers: int | None = N
     jobs, seen = [], set()
     for i, parent in enumerate(found.parents):
         job = Job(i, parent.atoms, settings_hash(calc, parent.atoms, hashed))
-        if job.settings_hash in seen or already_done(database, job.settings_hash):
+        row = None if job.settings_hash in seen else previous_row(database, job.settings_hash)
+        if job.settings_hash in seen or row is not None:
             summary.skipped += 1
+            summary.repeated += job.settings_hash in seen
+            summary.failed_before += row is not None and "error" in row
         else:
             jobs.append(job)
         seen.add(job.settings_hash)
