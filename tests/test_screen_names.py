@@ -2,7 +2,8 @@
 (``1e3.extxyz``, ``225.cif``, ``nan.extxyz``, ``inf.cif``, ``True.xyz``) are stored and
 found by ``ase db``; a settings hash made only of digits is stored and skipped on a
 rerun; a parent that fails gets an error row while the screen goes on; the exit status
-and the closing line count the failures, now and on a rerun."""
+and the closing line count the failures, now and on a rerun; a ``--select`` that names
+no key of the database, or that ase.db cannot parse, is refused."""
 
 import contextlib
 import io
@@ -15,7 +16,7 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.db import connect
-from ase.db.core import check
+from ase.db.core import check, parse_selection
 from ase.io import write
 
 from ase_sbs.cli import main
@@ -153,3 +154,46 @@ def test_results_the_database_refuses_give_an_error_row(tmp_path):
     row = db.get(id=outcome.id)
     assert "cannot be stored in the database" in row.error and row.name == "_225"
     assert db.count() == 1
+
+
+@pytest.fixture
+def input_db(tmp_path):
+    path = tmp_path / "in.db"
+    db = connect(str(path))
+    db.write(bulk("Cu", "bcc", a=2.87), name="cu_bcc", source="hand")
+    db.write(bulk("Al", "fcc", a=4.05), name="al_fcc")
+    return path
+
+
+@pytest.mark.parametrize("query, unknown", [("nosuchkey=1", "nosuchkey"), ("sourse=hand", "sourse"),
+                                            ("stable", "stable")])
+def test_a_select_naming_no_key_of_the_database_is_refused(input_db, tmp_path, capsys, query, unknown):
+    # ase.db itself selects nothing, without a word
+    assert connect(str(input_db)).count(query) == 0
+    out = tmp_path / "r.db"
+    assert main(["screen", str(input_db), "--select", query, "--calc", "emt", "--db", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ase-sbs: error: ")
+    assert unknown in err[0] and "name, source" in err[0]  # the keys the database has
+    assert not out.exists()  # refused before any exploration
+
+
+@pytest.mark.parametrize("query", ["natoms<<3", "a=b=c", "natoms==1", "natoms>x", "=3", "formula=Zz"])
+def test_a_malformed_select_is_refused_with_the_syntax(input_db, tmp_path, capsys, query):
+    try:  # what ase.db makes of it: an exception, or a comparison on an empty or odd key
+        keys, comparisons = parse_selection(query)
+        assert any(not str(k).isidentifier() for k, _, _ in comparisons)
+    except (ValueError, KeyError):
+        pass
+    assert main(["screen", str(input_db), "--select", query, "--calc", "emt", "--db", str(tmp_path / "r.db")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not an ase db query" in err[0] and "key=value" in err[0]
+
+
+def test_a_valid_select_still_picks_its_rows(input_db, tmp_path, capsys):
+    assert main(["screen", str(input_db), "--select", "source=hand", "--calc", "emt", "--db",
+                 str(tmp_path / "r.db")]) == 0
+    assert [r.name for r in connect(str(tmp_path / "r.db")).select(kind="parent")] == ["cu_bcc"]
+    assert main(["screen", str(input_db), "--select", "Al,natoms<2", "--calc", "emt", "--db",
+                 str(tmp_path / "r.db")]) == 0
+    assert sorted(r.name for r in connect(str(tmp_path / "r.db")).select(kind="parent")) == ["al_fcc", "cu_bcc"]

@@ -100,14 +100,62 @@ def directory_parents(path: str, index: str, found: Parents) -> None:
 
 def database_parents(url: str, select: str | None = None) -> list[Parent]:
     """The rows ``select`` picks (``ase db`` syntax) in the ASE database ``url``, named
-    by their ``name`` key, else ``<database>:<id>``."""
+    by their ``name`` key, else ``<database>:<id>``. A query ase.db cannot parse, or
+    one naming a key no row of the database has, is refused (:func:`check_select`):
+    ase.db would select nothing without a word."""
     from ase.db import connect
 
     if url.endswith(".db") and not os.path.exists(url):
         raise SBSInputError(f"{url}: no such database")
     try:
-        rows = list(connect(url).select(select or ""))
+        db = connect(url)
+        if select:
+            check_select(db, url, select)
+        rows = list(db.select(select or ""))
+    except SBSInputError:
+        raise
     except Exception as exc:  # bad query syntax, unreachable server, not a database
         raise SBSInputError(f"{url}: cannot select {select!r} ({type(exc).__name__}: {exc})") from exc
     stem = os.path.splitext(os.path.basename(url))[0] if url.endswith(".db") else "db"
     return [Parent(row.get("name") or f"{stem}:{row.id}", row.toatoms()) for row in rows]
+
+
+SELECT_SYNTAX = ("conditions separated by commas: key=value, key<number, 1<natoms<10, a key alone (rows that "
+                 "have it), -key (rows that lack it), an element (Ti), a formula (TiO2) or formula=TiO2")
+ROW_KEYS = ("id", "natoms", "energy", "magmom", "charge", "mass", "volume", "pbc", "fmax", "smax", "forces",
+            "strain", "constraints", "calculator", "user", "unique_id", "ctime", "age", "formula")  # every row's
+
+
+def check_select(db, url: str, select: str) -> None:
+    """Refuse, with one line, a ``select`` query that ase.db cannot parse (with the
+    syntax) or that names a key neither the rows of ``db`` nor ase.db itself has (with
+    the keys there are), instead of selecting nothing."""
+    from ase.db.core import parse_selection, word
+
+    try:
+        keys, comparisons = parse_selection(select)
+    except Exception as exc:  # ase.db raises ValueError, KeyError, IndexError for malformed queries
+        raise SBSInputError(f"select {select!r} is not an ase db query ({type(exc).__name__}: {exc}); "
+                            f"write {SELECT_SYNTAX}") from exc
+    names = [k[1:] if k.startswith("-") else k for k in keys]
+    names += [k for k, _, _ in comparisons if isinstance(k, str)]  # element symbols come back as numbers
+    malformed = [n for n in names if not word.match(n)]
+    if malformed:
+        raise SBSInputError(f"select {select!r} is not an ase db query ({malformed[0]!r} is not a key); "
+                            f"write {SELECT_SYNTAX}")
+    if any(k == "pbc" and op not in ("=", "!=") for k, op, _ in comparisons):
+        raise SBSInputError(f"select {select!r}: pbc is compared with = or != only (pbc=TTT, pbc!=FFF)")
+    own = database_keys(db)
+    unknown = sorted({n for n in names if n not in own and n not in ROW_KEYS})
+    if unknown:
+        listed = ", ".join(sorted(own)) if own else "none"
+        raise SBSInputError(f"{url}: select {select!r} names {', '.join(unknown)}, a key no row has; its rows' "
+                            f"keys: {listed}; every row's: {', '.join(ROW_KEYS)} and the element symbols")
+
+
+def database_keys(db) -> set[str]:
+    """The key-value-pair keys of an ASE database's rows."""
+    try:
+        return set(db.get_all_key_names())
+    except Exception:  # a backend without the method: read them off the rows
+        return {k for row in db.select(include_data=False) for k in row.key_value_pairs}
