@@ -169,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parent", required=True, help="the high-symmetry parent structure file")
     p.add_argument("--symprec", type=float, default=1e-3, help="tolerance for the parent's and child's symmetry (Å)")
     p.add_argument("--threshold", type=float, default=1e-6, help="amplitudes above this count as present (Å)")
+    p.add_argument("--max-strain", type=float, default=0.3, metavar="S",
+                   help="largest stretch of the child's cell against the parent's lattice, |U - 1| (default 0.3)")
     p.add_argument("--all", action="store_true", help="list every channel, also those below the threshold")
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON ('-' for stdout only)")
     p = sub.add_parser("symmetry-levels", help="distance (Å) from a structure to its own group and each supergroup")
@@ -186,9 +188,11 @@ def _modes(args) -> int:
     from .core.files import write_json
     from .report.analysis import describe_modes
 
+    if not 0 < args.max_strain < 1:
+        raise SBSInputError(f"--max-strain takes a stretch between 0 and 1 (0.3: 30 %), got {args.max_strain:g}")
     child = _read(args.file, args.index)
     parent = _read(args.parent, "-1")
-    dec = decompose(child, parent, symprec=args.symprec, threshold=args.threshold)
+    dec = decompose(child, parent, symprec=args.symprec, threshold=args.threshold, max_strain=args.max_strain)
     if args.json != "-":
         print(describe_modes(dec, all_channels=args.all))
     if args.json:

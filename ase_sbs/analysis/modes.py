@@ -263,8 +263,17 @@ def decompose(child: Atoms, parent, symprec: float = 1e-3, threshold: float = 1e
             the parent's space group modulo the child's lattice (module docstring).
         supercell_channels: ``(Setting, its distortion_channels)`` of a supercell setting
             when already computed; used when its lattice is the child's, else rebuilt.
+        max_strain: largest principal stretch |U − 1| of the child's cell against the
+            parent's lattice (0.3: 30 %; ``ase-sbs modes --max-strain``).
+        max_displacement: largest atomic displacement (Å) accepted, as for ``match``.
     """
-    m = match(child, parent, symprec=symprec, max_strain=max_strain, max_displacement=max_displacement)
+    try:
+        m = match(child, parent, symprec=symprec, max_strain=max_strain, max_displacement=max_displacement)
+    except SBSInputError as exc:
+        if "raise max_strain" not in str(exc):
+            raise
+        raise SBSInputError(f"{exc} (now {max_strain:g}: the max_strain argument, "
+                            "or --max-strain of ase-sbs modes)") from exc
     psym = m.parent
     k0 = k0_setting(psym)
     chans = distortion_channels(k0) if channels is None else channels

@@ -93,7 +93,72 @@ def read_atoms(path: str, index: str = "-1"):
     try:
         return read(path, index=index)
     except Exception as exc:  # ase raises many types for unreadable files
-        raise SBSInputError(f"{path}: cannot read it as a structure ({type(exc).__name__}: {exc})") from exc
+        raise SBSInputError(f"{path}: cannot read it as a structure ({unreadable_reason(path, index, exc)})") from exc
+
+
+def unreadable_reason(path: str, index: str, exc: Exception) -> str:
+    """What is wrong with a file ase.io failed to read: the reader's own message, or,
+    where it gives none (a bare assertion of its parser, an iteration that found no
+    frame), what is wrong found here: a CIF's missing ``data_`` header or atom sites
+    (:func:`cif_problem`), an index past the last frame, or no structure at all."""
+    text = str(exc).strip()
+    if text and not isinstance(exc, StopIteration):
+        return f"{type(exc).__name__}: {text}"
+    problem = cif_problem(path) if _format(path) == "cif" else None
+    if problem:
+        return problem
+    if isinstance(exc, StopIteration):
+        from ase.io import read
+
+        try:
+            frames = len(read(path, index=":"))
+        except Exception:  # the file itself is the problem
+            frames = 0
+        if frames:
+            return f"no frame at index {index}: it holds {frames} (an ase.io index: -1 is the last, ':' every one)"
+        return "ase.io found no structure in it"
+    fmt = _format(path) or "structure"
+    return f"ase.io's {fmt} reader stopped at something it does not accept ({type(exc).__name__}, no message)"
+
+
+def _format(path: str) -> str | None:
+    """The format ase.io takes ``path`` for (None when it cannot tell)."""
+    from ase.io.formats import filetype
+
+    try:
+        return filetype(path)
+    except Exception:  # unknown or empty files
+        return None
+
+
+def cif_problem(path: str) -> str | None:
+    """What keeps ase.io from reading a CIF, in words, or None when none of these: no
+    ``data_`` block header before the first item (what a CIF starts with), no data
+    block, or no block with atom sites (``_atom_site_fract_x/y/z`` or
+    ``_atom_site_Cartn_x/y/z``)."""
+    from ase.io.cif import parse_cif
+
+    with open(path, "rb") as fh:
+        text = fh.read().decode("latin1")
+    for number, line in enumerate(text.split("\n"), 1):  # lines as the ase reader counts them
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not line.lower().startswith("data_"):
+            return (f"not a CIF: line {number}, {line[:40]!r}, comes before any data_ block header, "
+                    "and a CIF starts with one (data_<name>)")
+        break
+    else:
+        return "not a CIF: it has no data_ block (only blank lines or comments)"
+    try:
+        blocks = list(parse_cif(path))
+    except Exception:  # a syntax error the reader's own message describes better
+        return None
+    sites = ("_atom_site_fract_x", "_atom_site_cartn_x")
+    if not any(any(key in block for key in sites) for block in blocks):
+        return (f"no atom sites: none of its {len(blocks)} data block(s) has an _atom_site_ loop with "
+                "_atom_site_fract_x/y/z or _atom_site_Cartn_x/y/z")
+    return None
 
 
 def cif_site_labels(path: str) -> dict:

@@ -34,9 +34,14 @@ class Potential:
             return
         missing = sorted(set(symbols) - set(self.elements))
         if missing:
+            # suggest only other potentials: EMT when it covers what is missing, SevenNet-0
+            # (most of the periodic table, though not every element) unless it just failed
+            others = ["emt"] if self.name != "emt" and set(missing) <= set(EMT_METALS) else []
+            others += ["7net-0"] if self.name != "7net-0" else []
+            others.append("a NequIP model file trained on " + ("it" if len(missing) == 1 else "them"))
+            choices = " or ".join([", ".join(others[:-1]), others[-1]] if len(others) > 1 else others)
             raise SBSInputError(
-                f"the potential {self.name} does not cover {', '.join(missing)}; "
-                "choose another with --calc (e.g. 7net-0, or a NequIP model file)"
+                f"the potential {self.name} does not cover {', '.join(missing)}; choose another with --calc: {choices}"
             )
 
 
