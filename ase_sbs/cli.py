@@ -86,8 +86,10 @@ def _add_explore_options(p: argparse.ArgumentParser) -> None:
                    help="beyond k = 0: run on this supercell of the given cell: three integers (2 2 2) or the nine "
                    "of a matrix, rows first (1 1 0 -1 1 0 0 0 2); a conventional cell is reduced to its primitive "
                    "parent first")
-    p.add_argument("--kpoint", help="beyond k = 0: only channels at this k-star: R, M, X, G or 'kx ky kz' "
-                   "(picks the supercell when --supercell is not given)")
+    p.add_argument("--kpoint", help="beyond k = 0: only channels at this k-star: a special point of the parent's "
+                   "Bravais lattice (Γ/G, X, M, R for primitive cubic; H, N, P body-centred; X, L, W, K face-centred; "
+                   "ASE's names for the others) or fractions 'kx ky kz' of its primitive reciprocal basis (picks the "
+                   "supercell when --supercell is not given)")
     p.add_argument("--cascade", action="store_true",
                    help="from every phase found, explore its own unstable channels in the same setting, down to "
                    "--max-depth levels (explore prints the tree and writes phase_tree.png); the ground state is the "
@@ -107,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the channels of this supercell of the given cell (three integers or nine) and each "
                    "channel's isotropy subgroups")
     p.add_argument("--kpoint", help="with --supercell (or alone: the smallest supercell holding it): only channels "
-                   "at this k-star (R, M, X, G or 'kx ky kz')")
+                   "at this k-star (a special point of the parent's Bravais lattice, e.g. X, M, R for primitive "
+                   "cubic, H, N, P body-centred, X, L, W, K face-centred, or fractions 'kx ky kz')")
     p.add_argument("--max-fixed-dim", type=int, default=1, metavar="D",
                    help="list isotropy subgroups whose order parameter has at most D free parameters (default 1)")
     p = sub.add_parser("sbs", help="the symmetry breaking set for a target (or for every candidate target)")
@@ -240,11 +243,15 @@ def _explore(args) -> int:
     from .core.files import write_json
     from .explore.protocol import break_symmetry
     from .report.exploration import describe_exploration, write_exploration
+    from .setting.kpoints import parse_kpoint
 
     atoms = _read(args.file, args.index)
+    options = _explore_kwargs(args)
+    if args.kpoint is not None:  # a name means a point of this parent's lattice: pass its fractions
+        options["kpoint"] = parse_kpoint(args.kpoint, atoms, args.symprec).tolist()
     out = args.out = args.out or os.path.splitext(os.path.basename(args.file))[0] + "_sbs"
     ex = break_symmetry(atoms, calc=args.calc, out=out, progress=not args.no_progress and sys.stderr.isatty(),
-                        device=args.device, **_explore_kwargs(args))
+                        device=args.device, **options)
     data = write_exploration(ex, out)
     if args.json != "-":
         print(describe_exploration(ex))
@@ -268,7 +275,10 @@ def _explore_kwargs(args) -> dict:
 def _screen(args) -> int:
     from .report.screen import describe_outcome, describe_summary
     from .screen import screen
+    from .setting.kpoints import parse_kpoint
 
+    if args.kpoint is not None and not args.kpoint.strip():
+        parse_kpoint(args.kpoint)  # refuses an empty k-point in one line, before any parent runs
     args.resume = f"finished parents are in {args.db} and the same command skips them"
     summary = screen(args.inputs, calc=args.calc, db=args.db, workers=args.workers, scheduler=args.scheduler,
                      progress=False if args.no_progress else (lambda o: print(describe_outcome(o), flush=True)),
@@ -340,7 +350,7 @@ def _detect(args) -> int:
     from .setting.setting import k0_setting
 
     atoms = _read(args.file, args.index)
-    if args.supercell or args.kpoint:
+    if args.supercell or args.kpoint is not None:
         return _detect_setting(args, atoms)
     sym = detect_symmetry(atoms, symprec=args.symprec, angle_tolerance=args.angle_tolerance)
     channels = distortion_channels(sym)
@@ -367,10 +377,10 @@ def _detect_setting(args, atoms) -> int:
 
     if args.max_fixed_dim < 1:
         raise SBSInputError("--max-fixed-dim takes a positive number of free parameters")
-    setting = setting_of(atoms, _supercell(args.supercell), args.kpoint, args.symprec)
+    k = None if args.kpoint is None else parse_kpoint(args.kpoint, atoms, args.symprec)  # by the parent's lattice
+    setting = setting_of(atoms, _supercell(args.supercell), k, args.symprec)
     channels = distortion_channels(setting)
-    if args.kpoint:
-        k = parse_kpoint(args.kpoint)
+    if k is not None:
         channels = [c for c in channels if channel_matches_kpoint(c, k, setting)]
     isotropy = {c.label: isotropy_subgroups(setting, c, max_fixed_dim=args.max_fixed_dim) for c in channels}
     if args.json != "-":

@@ -283,19 +283,19 @@ def test_reduced_cell_folds_by_the_kept_translations(group, tilt):
 
 
 def test_kpoints_choose_the_supercell(srtio3):
-    assert np.allclose(parse_kpoint("R"), [0.5, 0.5, 0.5])
+    assert np.allclose(parse_kpoint("R", srtio3), [0.5, 0.5, 0.5])
     assert np.allclose(parse_kpoint("1/2 0 1/2"), [0.5, 0, 0.5])
-    assert (supercell_for_kpoint(srtio3, parse_kpoint("R")) == np.diag([2, 2, 2])).all()
-    assert (supercell_for_kpoint(srtio3, parse_kpoint("X")) == np.diag([2, 2, 2])).all()
+    assert (supercell_for_kpoint(srtio3, parse_kpoint("R", srtio3)) == np.diag([2, 2, 2])).all()
+    assert (supercell_for_kpoint(srtio3, parse_kpoint("X", srtio3)) == np.diag([2, 2, 2])).all()
     with pytest.raises(SBSInputError):
-        parse_kpoint("Q")
+        parse_kpoint("Q", srtio3)
     # a 1x1x2 cell holds one arm of the X star: X = (0, 1/2, 0) matches it through the star
     g = supercell_setting(srtio3, (1, 1, 2))
     assert g.order == 16 * 2  # the operations that keep the tetragonal supercell lattice
     chans = distortion_channels(g)
-    at_x = [c for c in chans if channel_matches_kpoint(c, parse_kpoint("X"), g)]
+    at_x = [c for c in chans if channel_matches_kpoint(c, parse_kpoint("X", g), g)]
     assert at_x and all(c.kstar == (("0", "0", "1/2"),) and c.label.startswith("X") for c in at_x)
-    assert not any(channel_matches_kpoint(c, parse_kpoint("R"), g) for c in chans)
+    assert not any(channel_matches_kpoint(c, "R", g) for c in chans)
     assert sum(c.dimension * c.multiplicity for c in at_x) == 3 * 10 // 2  # half the 30 coordinates
 
 

@@ -9,10 +9,11 @@ The pure translations of G act on a channel through the characters e^{2πi k·T}
 k's that occur form the channel's k-star. Labels: Mulliken-style for k = 0 settings
 (``T1u``, ``Eg``, ``A2''``, from the point-group character); in a supercell setting
 ``Γ-`` plus that label at k = 0, and ``<star>-d<dim><parity>`` elsewhere (``R-d3-``: the
-star's name — X, M, R of a primitive cubic parent, H, N, P of a body-centred one, X, L,
-W, K of a face-centred one, else a representative k — Γ's dimension, the sign of its
-character under inversion through the origin when G has it); ``(n)`` tells apart
-channels that would share a label.
+star's name — the special point of the parent's Bravais lattice
+(:func:`ase_sbs.setting.kpoints.special_kpoints`: X, M, R of a primitive cubic parent,
+H, N, P of a body-centred one, X, L, W, K of a face-centred one …), else a
+representative k — Γ's dimension, the sign of its character under inversion through the
+origin when G has it); ``(n)`` tells apart channels that would share a label.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from ..core.irreps import character, irreps_list
 from ..core.pointgroups import element_type, rotation_axis_angle
-from .kpoints import commensurate_kpoints, fraction, star_arms, star_name
+from .kpoints import commensurate_kpoints, fraction, parse_kpoint, special_kpoints, star_arms, star_name
 from .setting import Setting, k0_setting
 
 
@@ -142,7 +143,8 @@ def point_character(setting: Setting, chi: np.ndarray) -> np.ndarray:
 
 def distortion_channels(structure, seed: int = 0) -> list[DistortionChannel]:
     """The channels of a :class:`Setting` (or of the k = 0 setting of an ``ase.Atoms`` or
-    a Symmetry), sorted by star (Γ, X, M, R, others), dimension and label."""
+    a Symmetry), sorted by star (Γ, then the parent lattice's special points in the order
+    of :func:`special_kpoints`, then the others), dimension and label."""
     setting = structure if isinstance(structure, Setting) else k0_setting(structure)
     Q = setting.distortion_basis
     if Q.shape[1] == 0:
@@ -178,11 +180,12 @@ def distortion_channels(structure, seed: int = 0) -> list[DistortionChannel]:
         channels.append(DistortionChannel(
             label=label, kstar=tuple(tuple(fraction(x) for x in k) for k in star), dimension=d,
             multiplicity=len(copies), sources=sources, o3_irreps=o3, character=chi, copies=tuple(copies)))
-    order = {"Γ": 0, "X": 1, "M": 2, "R": 3, "H": 1, "N": 2, "P": 3, "L": 2, "W": 3, "K": 4}
+    names = ["Γ"] if setting.supercell is None else list(special_kpoints(setting.parent))
+    order = {name: i for i, name in enumerate(names)}
     # ties (one label, different irreps) by character, not by the eigensolver's order,
     # so that the (n) of _disambiguate follows the irrep
-    channels.sort(key=lambda c: (order.get(c.label.split("-")[0] if "-" in c.label else "Γ", 4), c.dimension,
-                                 c.label, _character_key(c.character)))
+    channels.sort(key=lambda c: (order.get(c.label.split("-")[0] if "-" in c.label else "Γ", len(order)),
+                                 c.dimension, c.label, _character_key(c.character)))
     return _disambiguate(channels)
 
 
@@ -228,7 +231,11 @@ def star_name_of(setting: Setting, star) -> str:
 
 def channel_matches_kpoint(channel: DistortionChannel, k, setting: Setting | None = None) -> bool:
     """True when k (or, given the setting, any arm of k's star under the parent's point
-    group) is among the channel's k-vectors."""
+    group) is among the channel's k-vectors. k: fractions of the parent's reciprocal
+    basis, or a name of the parent lattice's special points (read with the setting's
+    parent, :func:`ase_sbs.setting.kpoints.parse_kpoint`)."""
+    if isinstance(k, str):
+        k = parse_kpoint(k, setting)
     k = np.mod(np.asarray(k, dtype=float), 1.0)
     arms = k[None] if setting is None else star_arms(k, setting.parent.operations.rotations_frac)
     for s in channel.kstar:

@@ -1,44 +1,170 @@
-"""Wave vectors: names, parsing, the k-vectors a supercell holds, stars, and the
-smallest supercell holding a star.
+"""Wave vectors: names by the parent's Bravais lattice, parsing, the k-vectors a supercell
+holds, stars, and the smallest supercell holding a star.
 
 k-vectors are fractions of the primitive parent's reciprocal basis: a pattern with wave
 vector k changes by e^{2πi k·n} under the lattice translation n (fractional, parent
 basis). A supercell with matrix P (rows in the parent basis) holds k when P k is an
 integer vector.
+
+Names. A special point's name means a point of the parent's Bravais lattice, in the
+conventions of Setyawan & Curtarolo as ASE implements them (``ase.lattice``): Γ, X, M, R
+for primitive cubic; Γ, H, N, P for body-centred cubic; Γ, X, L, W, K, U for
+face-centred cubic; and so on for the other eleven lattices (with ASE's variants by cell
+parameters for BCT, ORCF, RHL, MCLC and TRI). The lattice is the crystal's, read from its
+space group (crystal family and centring), not from the metric alone (a tetragonal
+crystal whose c equals a by accident keeps tetragonal names). ASE finds the integer
+operation taking its standard primitive cell onto the parent's primitive cell; the points
+come with it into that cell's reciprocal basis, and into any other cell of the same
+lattice by k'_i = k·a'_i (for a' = C a, k' = C k). Γ and fractions need no parent.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from fractions import Fraction
 
 import numpy as np
 
 from ..errors import SBSInputError
 
-KPOINT_NAMES = {"G": (0, 0, 0), "Γ": (0, 0, 0), "GAMMA": (0, 0, 0), "X": (0, 0.5, 0),
-                "M": (0.5, 0.5, 0), "R": (0.5, 0.5, 0.5)}
-"""Special points of a primitive cubic lattice (the names ``--kpoint`` accepts)."""
+GAMMA_NAMES = ("Γ", "G", "GAMMA")
+SIMPLE_CUBIC_POINTS = {"X": (0, 0.5, 0), "M": (0.5, 0.5, 0), "R": (0.5, 0.5, 0.5)}
+"""What X, M, R meant before names came from the parent's lattice (a primitive cubic
+parent); read so, with a warning, only when no parent is given."""
+
 
 def fraction(x) -> str:
     """A number as a fraction string (denominators up to 48)."""
     return str(Fraction(float(x)).limit_denominator(48))
 
 
-def parse_kpoint(k) -> np.ndarray:
-    """``R`` (Γ/G, X, M, R of a primitive cubic parent), ``'1/2 0 1/2'`` or three numbers."""
+def bravais_lattice(parent) -> str:
+    """The Pearson symbol (``cF``, ``tI``, ``hR`` …) of a crystal's Bravais lattice, from
+    its space-group number (crystal family) and the centring letter of its symbol."""
+    number, letter = int(parent.spacegroup_number), str(parent.spacegroup_symbol)[:1]
+    for last, family in ((2, "a"), (15, "m"), (74, "o"), (142, "t"), (194, "h"), (230, "c")):
+        if number <= last:
+            break
+    if family == "h":
+        return "hR" if letter == "R" else "hP"
+    if family in "mo" and letter in "ABC":
+        return family + "C"
+    return family + letter
+
+
+def _crystal_parent(structure, symprec: float):
+    """The primitive parent's Symmetry and the given cell's rows in its basis (C):
+    a Setting's parent, a Symmetry as it is, an ``ase.Atoms`` reduced as the settings
+    reduce it (symmetrized, then folded by its centring)."""
+    from ..core.symmetry import Symmetry, detect_symmetry, symmetrized_atoms
+    from .cells import primitive_cell
+
+    sym = getattr(structure, "parent", structure)
+    if not isinstance(sym, Symmetry):
+        sym = detect_symmetry(sym, symprec=symprec)
+        if sym.periodic:
+            exact = detect_symmetry(symmetrized_atoms(sym), symprec=symprec)
+            sym = detect_symmetry(primitive_cell(exact)[0], symprec=symprec)
+    if not sym.periodic:
+        raise SBSInputError("a k-point needs a crystal (pbc=True): a molecule has only its k = 0 setting; "
+                            "leave out --kpoint (and --supercell)")
+    return sym
+
+
+def special_kpoints(structure, symprec: float = 1e-3) -> dict[str, np.ndarray]:
+    """The special points of the parent's Bravais lattice (module docstring), Γ first,
+    then in the order of ASE's standard path: {name: fractions of the reciprocal basis of
+    the parent's cell} (for an ``ase.Atoms``, of its primitive parent's cell).
+
+    ``structure``: a Setting, the parent's Symmetry, or an ``ase.Atoms``."""
+    from ase.cell import Cell
+    from ase.geometry.bravais_type_engine import niggli_op_table
+    from ase.lattice import LatticeMatcher, bravais_classes
+
+    from .cells import primitive_cell
+
+    sym = _crystal_parent(structure, symprec)
+    pearson = bravais_lattice(sym)
+    lattice = bravais_classes[pearson]
+    prim, C = primitive_cell(sym)
+    matches, cell = [], Cell(np.asarray(prim.cell))
+    for eps in (2e-4, 2e-3, 2e-2):  # the parent is symmetrized: the first almost always matches
+        matches = LatticeMatcher(cell, eps=eps).match(lattice.name, niggli_op_table[lattice.name])
+        if matches:
+            break
+    if not matches:
+        raise SBSInputError(f"ASE does not recognise this cell as {lattice.longname} ({pearson}), the lattice of "
+                            f"{sym.spacegroup_symbol}; symmetrize the structure, or give k as three fractions")
+    best = min(matches, key=lambda m: m.orthogonality_defect)
+    path = best.lat.bandpath(npoints=0).transform(best.op)
+    order = list(dict.fromkeys(["G"] + [c for c in path.path if c.isalpha()]))
+    names = sorted(path.special_points, key=lambda n: (order.index(n) if n in order else len(order), n))
+    return {("Γ" if n == "G" else n): np.asarray(path.special_points[n], dtype=float) @ np.asarray(C, dtype=float).T
+            for n in names}
+
+
+def parse_kpoint(k, parent=None, symprec: float = 1e-3) -> np.ndarray:
+    """k as fractions of the parent's reciprocal basis, from a special point's name of
+    the parent's Bravais lattice (:func:`special_kpoints`), ``'1/2 0 1/2'`` or three numbers.
+
+    ``parent``: a Setting, the primitive parent's Symmetry, or an ``ase.Atoms`` (then k
+    is in its primitive parent's basis, the one its settings use). Γ and fractions need
+    no parent; another name without one is read as the primitive-cubic point of that
+    name, with a warning.
+
+    Raises:
+        SBSInputError: an empty k-point, a name that is no special point of the parent's
+            lattice (the message lists those that are), malformed fractions, or a molecule.
+    """
+    if parent is not None:
+        _crystal_parent(parent, symprec)  # a molecule has no k-points, named or not
     if isinstance(k, str):
-        name = k.strip().upper()
-        if name in KPOINT_NAMES:
-            return np.array(KPOINT_NAMES[name], dtype=float)
-        k = k.replace(",", " ").split()
+        tokens = k.replace(",", " ").split()
+        if not tokens:
+            raise SBSInputError("an empty k-point: give a special point's name (Γ, X …) or three fractions "
+                                "such as '1/2 0 1/2'")
+        if len(tokens) == 1 and not _is_number(tokens[0]):
+            if tokens[0].upper() in GAMMA_NAMES:
+                return np.zeros(3)
+            return _named_kpoint(tokens[0], parent, symprec)
+        k = tokens
     try:
         v = np.array([float(Fraction(str(x))) for x in k], dtype=float)
     except (TypeError, ValueError, ZeroDivisionError) as exc:
-        raise SBSInputError(f"a k-point is a name (Γ/G, X, M, R) or three numbers, got {k!r}") from exc
+        raise SBSInputError(f"a k-point is a special point's name (Γ, X …) or three numbers, got {k!r}") from exc
     if v.shape != (3,):
         raise SBSInputError(f"a k-point has three components, got {k!r}")
     return v
+
+
+def _is_number(text: str) -> bool:
+    try:
+        Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        return False
+    return True
+
+
+def _named_kpoint(name: str, parent, symprec: float) -> np.ndarray:
+    if parent is None:
+        if name.upper() not in SIMPLE_CUBIC_POINTS:
+            raise SBSInputError(f"k-point {name!r}: a special point's name needs the parent's lattice; "
+                                "give three fractions such as '1/2 0 1/2'")
+        warnings.warn(f"k-point {name!r} read as the primitive-cubic point without a parent; names depend on the "
+                      "parent's Bravais lattice: pass the parent to parse_kpoint, or give fractions", stacklevel=3)
+        return np.array(SIMPLE_CUBIC_POINTS[name.upper()], dtype=float)
+    points = special_kpoints(parent, symprec)
+    for known, value in points.items():
+        if known.upper() == name.upper():
+            return value
+    from ase.lattice import bravais_classes
+
+    sym = _crystal_parent(parent, symprec)
+    pearson = bravais_lattice(sym)
+    raise SBSInputError(f"{name!r} is no special point of this parent's lattice ({bravais_classes[pearson].longname}, "
+                        f"{pearson}, {sym.spacegroup_symbol}); its special points are {', '.join(points)}, "
+                        "or give three fractions such as '1/2 0 1/2'")
 
 
 def commensurate_kpoints(P: np.ndarray) -> np.ndarray:
@@ -62,31 +188,18 @@ def same_k(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.abs(d).max() < 1e-6)
 
 
-CUBIC_SPECIAL_POINTS = {
-    "P": {"X": (0, 0.5, 0), "M": (0.5, 0.5, 0), "R": (0.5, 0.5, 0.5)},
-    "I": {"H": (0, 0, 1), "N": (0.5, 0.5, 0), "P": (0.5, 0.5, 0.5)},
-    "F": {"X": (0, 0, 1), "L": (0.5, 0.5, 0.5), "W": (0.5, 1, 0), "K": (0.75, 0.75, 0)},
-}
-"""Special points of the cubic lattices in Cartesian units of 1/a (conventional cube axes)."""
-
-
 def star_name(star: list[np.ndarray], parent) -> str:
-    """Γ for k = 0; for cubic parents the special point whose star it is (P: X, M, R;
-    I: H, N, P; F: X, L, W, K); else the first k in parent reciprocal fractions.
-
-    ``parent`` is the primitive parent's Symmetry: a special point p (Cartesian, 1/a,
-    in the parent's standardized cube axes ``frame``) has fractions k_i = a_i · p."""
+    """Γ for k = 0; the special point of the parent's Bravais lattice whose star it is
+    (:func:`special_kpoints`: X, M, R of a primitive cubic parent, H, N, P of a body-centred
+    one, X, L, W, K of a face-centred one …); else the first k in parent reciprocal
+    fractions. ``parent`` is the primitive parent's Symmetry; its operations carry a
+    special point onto the other arms of its star."""
     if any(np.abs(k - np.round(k)).max() < 1e-9 for k in star):
         return "Γ"
-    number, symbol = parent.spacegroup_number or 0, parent.spacegroup_symbol or ""
-    if number >= 195 and symbol[:1] in CUBIC_SPECIAL_POINTS:
-        L = np.asarray(parent.atoms.cell, dtype=float)
-        n = {"P": 1, "I": 2, "F": 4}[symbol[0]]
-        a = (n * abs(np.linalg.det(L))) ** (1 / 3)
-        for name, point in CUBIC_SPECIAL_POINTS[symbol[0]].items():
-            frac = L @ (parent.frame @ np.asarray(point, dtype=float)) / a
-            if any(same_k(arm, s) for arm in star_arms(frac, parent.operations.rotations_frac) for s in star):
-                return name
+    for name, point in special_kpoints(parent).items():
+        if name != "Γ" and any(same_k(arm, s) for arm in star_arms(point, parent.operations.rotations_frac)
+                               for s in star):
+            return name
     return "k(" + ",".join(fraction(x) for x in star[0]) + ")"
 
 
@@ -94,12 +207,24 @@ def supercell_for_kpoint(structure, k, symprec: float = 1e-3) -> np.ndarray:
     """Smallest diagonal supercell holding every arm of k's star.
 
     ``structure`` is the (primitive) parent as an ``ase.Atoms`` or Symmetry, or directly
-    its fractional rotations (m, 3, 3); k is in its reciprocal basis."""
-    rotations_frac = np.asarray(getattr(getattr(structure, "operations", None), "rotations_frac", structure))
-    if rotations_frac.ndim != 3:
+    its fractional rotations (m, 3, 3); k is in its reciprocal basis (or a name, read by
+    :func:`parse_kpoint` with this parent).
+
+    Raises:
+        SBSInputError: the parent is a molecule (it has no k-points).
+    """
+    from ase import Atoms
+
+    if isinstance(structure, Atoms) or hasattr(structure, "operations"):
         from ..core.symmetry import detect_symmetry
 
-        rotations_frac = detect_symmetry(structure, symprec=symprec).operations.rotations_frac
+        sym = structure if hasattr(structure, "operations") else detect_symmetry(structure, symprec=symprec)
+        _crystal_parent(sym, symprec)  # a molecule has no k-points
+        if isinstance(k, str):
+            k = parse_kpoint(k, sym, symprec)
+        rotations_frac = sym.operations.rotations_frac
+    else:
+        rotations_frac = np.asarray(structure)
     ns = [1, 1, 1]
     for arm in star_arms(k, rotations_frac):
         for a in range(3):
