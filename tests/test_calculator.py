@@ -97,3 +97,51 @@ def test_a_calculator_returning_nan_is_reported(batio3):
     atoms.calc = SBSCalculator(NaNCalculator(), np.array([0, 0, 1.0]), "1o", 0.1)
     with pytest.raises(SBSInputError, match="non-finite forces"):
         atoms.get_forces()
+
+
+@pytest.mark.parametrize("make, message", [
+    # NaN or infinite objects: E = nan silently before
+    (lambda: SBSCalculator(EMT(), np.array([0, 0, np.nan, 0, 0]), "2e", 0.1), "NaN or infinite"),
+    (lambda: SBSCalculator(EMT(), np.array([[0, 0, 1.0], [np.inf, 0, 0]]), "1o", 0.1), "NaN or infinite"),
+    # length against e3nn's dimension of the irreps (2e: 5, 1o + 2e: 8); failed inside torch before
+    (lambda: SBSCalculator(EMT(), np.ones(3), "2e", 0.1), r"shape \(3,\); irreps '2e' have dimension 5"),
+    (lambda: SBSCalculator(EMT(), np.ones((2, 5)), "1o + 2e", 0.1), "dimension 8"),
+    (lambda: SBSCalculator(EMT(), np.ones((2, 2, 5)), "2e", 0.1), r"shape \(2, 2, 5\)"),
+    (lambda: SBSCalculator(EMT(), ["a", "b", "c"], "1o", 0.1), "not an array of numbers"),
+    # irreps e3nn cannot read, with e3nn's own message
+    (lambda: SBSCalculator(EMT(), np.ones(3), "1q", 0.1), r"irreps '1q': e3nn cannot read it \(Unable to convert"),
+    (lambda: SBSCalculator(EMT(), np.ones(3), "", 0.1), "are empty"),
+    # not a calculator: failed later inside ASE before
+    (lambda: SBSCalculator(None, np.ones(3), "1o", 0.1), "got None"),
+    (lambda: SBSCalculator(EMT, np.ones(3), "1o", 0.1), r"instance: EMT\(\)"),
+    (lambda: SBSCalculator("emt", np.ones(3), "1o", 0.1), "str has no get_potential_energy"),
+    (lambda: SBSCalculator(EMT(), np.ones(3), "1o", float("nan")), "must be finite"),
+])
+def test_bad_arguments_are_refused_at_construction(make, message):
+    with pytest.raises(SBSInputError, match=message) as err:
+        make()
+    assert "\n" not in str(err.value)
+
+
+def test_per_atom_objects_for_another_structure_are_refused(cu):
+    calc = SBSCalculator(EMT(), np.ones((len(cu) + 1, 5)), "2e", 0.1)
+    cu.calc = calc
+    n = len(cu)
+    with pytest.raises(SBSInputError, match=f"per-atom SBS objects for {n + 1} atoms on a structure of {n}"):
+        cu.get_potential_energy()
+    cu.calc = SBSCalculator(EMT(), np.ones((len(cu), 5)), "2e", 0.1)  # the right count works
+    assert np.isfinite(cu.get_potential_energy())
+
+
+def test_a_strength_that_is_not_finite_is_refused_when_set(cu):
+    calc = SBSCalculator(EMT(), np.array([0, 0, 1.0, 0, 0]), "2e", 0.1)
+    with pytest.raises(SBSInputError, match="must be finite"):
+        calc.strength = float("inf")
+    assert calc.strength == 0.1
+
+
+def test_a_descriptor_of_other_irreps_is_refused():
+    from ase_sbs.bias.descriptor import BiasDescriptor
+
+    with pytest.raises(SBSInputError, match="descriptor carries irreps 1x1o"):
+        SBSCalculator(EMT(), np.ones(5), "2e", 0.1, descriptor=BiasDescriptor("1o"))
