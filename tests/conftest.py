@@ -86,8 +86,7 @@ def evaluate_as_batch_and_alone(engine, structures, calc, tol, stress_tol=None):
 
     from ase_sbs.relax.jobs import RelaxJob, Stage
 
-    slots = [engine.slot(i, RelaxJob(a, [Stage(0.0, 1e-9, 0)])) for i, a in enumerate(structures)]
-    energy, forces, stress, *_ = engine.evaluate(slots)
+    energy, forces, stress = engine.evaluate_jobs([RelaxJob(a, [Stage(0.0, 1e-9, 0)]) for a in structures])
     start = 0
     for g, a in enumerate(structures):
         ref = a.copy()

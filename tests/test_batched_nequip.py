@@ -57,7 +57,7 @@ def test_nequip_batch_equals_the_calculator_structure_by_structure(nequip_calc):
     energy, forces, stress = evaluate_as_batch_and_alone(engine, structures, nequip_calc, 1e-9, stress_tol=1e-9)
     assert np.abs(forces.numpy()).max() > 1e-3  # a real, non-trivial model
     pot.batched = False  # one frame at a time (what a compiled model specialized to one frame falls back to)
-    again = engine.evaluate([engine.slot(i, RelaxJob(s, [Stage(0.0, 1e-9, 0)])) for i, s in enumerate(structures)])
+    again = engine.evaluate_jobs([RelaxJob(s, [Stage(0.0, 1e-9, 0)]) for s in structures])
     for x, y in zip(again[:3], (energy, forces, stress)):
         assert torch.allclose(x, y, atol=1e-10, rtol=0)
     pot.batched = True

@@ -1,10 +1,11 @@
-"""ASE's optimizers for groups of structures in torch: FIRE and BFGS steps on the
-FrechetCellFilter's generalized forces, and the adjoint Fréchet derivative of exp that
-turns the virial into the cell rows' force.
+"""ASE's optimizers for groups of structures in torch, one state type per optimizer.
 
-Each function reproduces ``ase.optimize.FIRE.step`` / ``ase.optimize.BFGS.step`` for a
-group of structures with the same number of rows (N atoms, plus 3 cell rows N·L when the
-cell relaxes), vectorized over the group; every structure keeps its own state.
+Each step function reproduces ``ase.optimize.FIRE.step`` / ``ase.optimize.BFGS.step`` for
+a group of structures with the same number of coordinate rows (the cell filter's, see
+:mod:`ase_sbs.relax.filters`), vectorized over the group; it reads and updates each
+structure's own :class:`FireState` / :class:`BFGSState` and returns the steps to take.
+A state is created at the start of every stage (a new ASE run), BFGS's optionally from
+a Hessian (the job's initial one, or the one the previous stage ended with).
 """
 
 from __future__ import annotations
@@ -38,84 +39,83 @@ class BFGSParams:
     alpha: float = 70.0
 
 
-def frechet_adjoint(L: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-    """Σ_{μν} E_μν ⟨Dexp_L[E_μν], W⟩ = Dexp_{Lᵀ}[W] for batches of 3×3 matrices."""
-    n = L.shape[0]
-    M = torch.zeros(n, 6, 6, dtype=L.dtype, device=L.device)
-    Lt = L.transpose(1, 2)
-    M[:, :3, :3] = Lt
-    M[:, 3:, 3:] = Lt
-    M[:, :3, 3:] = W
-    return torch.linalg.matrix_exp(M)[:, :3, 3:]
+class FireState:
+    """FIRE's memory of one structure: velocity (rows, 3), dt, α and the count of steps
+    since the last reset; ``first``: no step taken yet."""
+
+    def __init__(self, rows: int, params: FireParams, dtype, device):
+        self.vel = torch.zeros(rows, 3, dtype=dtype, device=device)
+        self.first = True
+        self.dt, self.a, self.nsteps = params.dt, params.astart, 0
 
 
-def apply_step(slots: list, dr: torch.Tensor) -> None:
-    """x += dr for a group of structures with the same layout (atom rows, then L rows × N)."""
-    for s, d in zip(slots, dr.unbind(0)):
-        s.u = s.u + d[: s.n]
-        if s.has_cell:
-            s.L = s.L + d[s.n:] / s.n
+class BFGSState:
+    """BFGS's memory of one structure: the Hessian H (None: α·1 at the first step) and the
+    previous coordinates and gradient (None at a stage's first step: no update)."""
+
+    def __init__(self, hessian: torch.Tensor | None = None):
+        self.H = hessian
+        self.x0 = None
+        self.g0 = None
 
 
-def fire_steps(slots: list, grad: torch.Tensor, fp: FireParams) -> None:
-    """ase.optimize.FIRE.step for a group of structures with the same number of rows;
-    ``grad`` (k, rows, 3) are the generalized forces. Per structure: if v·f > 0 mix
-    v ← (1−α) v + α |v| f/|f| (and after N_min such steps dt ← min(dt f_inc, dt_max),
-    α ← α f_α), else v ← 0, α ← α_start, dt ← dt f_dec; then v ← v + dt f,
-    dr = dt v scaled to at most ``maxstep`` in norm over the whole vector."""
-    vel = torch.stack([s.vel for s in slots])
+def fire_steps(states: list[FireState], grad: torch.Tensor, fp: FireParams) -> torch.Tensor:
+    """ase.optimize.FIRE.step for a group; ``grad`` (k, rows, 3) are the generalized forces.
+    Per structure: if v·f > 0 mix v ← (1−α) v + α |v| f/|f| (and after N_min such steps
+    dt ← min(dt f_inc, dt_max), α ← α f_α), else v ← 0, α ← α_start, dt ← dt f_dec; then
+    v ← v + dt f, dr = dt v scaled to at most ``maxstep`` in norm over the whole vector.
+    Returns dr (k, rows, 3)."""
+    vel = torch.stack([s.vel for s in states])
     sums = torch.stack([(grad * vel).sum((1, 2)), (grad * grad).sum((1, 2)), (vel * vel).sum((1, 2))]).cpu().numpy()
     mix, zero = [], []
-    for k, s in enumerate(slots):
+    for k, s in enumerate(states):
         if s.first:
             s.first = False
             mix.append(0.0), zero.append(False)
             continue
         if sums[0, k] > 0.0:
             mix.append(s.a), zero.append(False)
-            if s.nsteps_fire > fp.Nmin:
+            if s.nsteps > fp.Nmin:
                 s.dt = min(s.dt * fp.finc, fp.dtmax)
                 s.a *= fp.fa
-            s.nsteps_fire += 1
+            s.nsteps += 1
         else:
             mix.append(0.0), zero.append(True)
             s.a = fp.astart
             s.dt *= fp.fdec
-            s.nsteps_fire = 0
+            s.nsteps = 0
     dev, dtype = grad.device, grad.dtype
     a = torch.as_tensor(mix, dtype=dtype, device=dev)[:, None, None]
     scale = torch.as_tensor(np.where(sums[1] > 0, np.sqrt(sums[2]) / np.sqrt(np.where(sums[1] > 0, sums[1], 1.0)), 0.0),
                             dtype=dtype, device=dev)[:, None, None]
     vel = (1.0 - a) * vel + a * grad * scale
     vel = torch.where(torch.as_tensor(zero, device=dev)[:, None, None], torch.zeros_like(vel), vel)
-    dt = torch.as_tensor([s.dt for s in slots], dtype=dtype, device=dev)[:, None, None]
+    dt = torch.as_tensor([s.dt for s in states], dtype=dtype, device=dev)[:, None, None]
     vel = vel + dt * grad
     dr = dt * vel
     norm = torch.sqrt((dr * dr).sum((1, 2)))[:, None, None]
     dr = torch.where(norm > fp.maxstep, fp.maxstep * dr / norm, dr)
-    for s, v in zip(slots, vel.unbind(0)):
+    for s, v in zip(states, vel.unbind(0)):
         s.vel = v
-    apply_step(slots, dr)
+    return dr
 
 
-def bfgs_steps(slots: list, forces: torch.Tensor, bp: BFGSParams) -> None:
-    """ase.optimize.BFGS.step for a group of structures with the same number of rows:
-    H ← H + ΔgΔgᵀ/(Δx·Δg) − (HΔx)(HΔx)ᵀ/(Δx·HΔx) (skipped on a stage's first step and
-    when |Δx| < 1e-7), step −V (Vᵀg / |ω|) from H's eigenpairs, scaled so that no row
-    moves more than ``maxstep``. H starts as α·1 unless the slot holds one (the job's
-    initial Hessian, or the previous stage's)."""
-    k = len(slots)
+def bfgs_steps(states: list[BFGSState], x: torch.Tensor, forces: torch.Tensor, bp: BFGSParams) -> torch.Tensor:
+    """ase.optimize.BFGS.step for a group: ``x`` (k, n) the coordinates, ``forces`` (k, n)
+    the generalized forces. H ← H + ΔgΔgᵀ/(Δx·Δg) − (HΔx)(HΔx)ᵀ/(Δx·HΔx) (skipped on a
+    stage's first step and when |Δx| < 1e-7), step −V (Vᵀg / |ω|) from H's eigenpairs,
+    scaled so that no row of three moves more than ``maxstep``. H starts as α·1 unless
+    the state holds one. Returns dx (k, n)."""
+    k = len(states)
     dev, dtype = forces.device, forces.dtype
-    x = torch.stack([torch.cat([s.u.reshape(-1), (s.n * s.L).reshape(-1)]) if s.has_cell else s.u.reshape(-1)
-                     for s in slots])
-    g = -forces.reshape(k, -1)
+    g = -forces
     n = g.shape[1]
-    fresh = [s.x0 is None for s in slots]  # a stage's first step: no update
+    fresh = [s.x0 is None for s in states]  # a stage's first step: no update
     eye = torch.eye(n, dtype=dtype, device=dev)
-    H = torch.stack([eye * bp.alpha if s.H is None else s.H for s in slots])
+    H = torch.stack([eye * bp.alpha if s.H is None else s.H for s in states])
     if not all(fresh):
-        x0 = torch.stack([x[i] if f else s.x0 for i, (s, f) in enumerate(zip(slots, fresh))])
-        g0 = torch.stack([g[i] if f else s.g0 for i, (s, f) in enumerate(zip(slots, fresh))])
+        x0 = torch.stack([x[i] if f else s.x0 for i, (s, f) in enumerate(zip(states, fresh))])
+        g0 = torch.stack([g[i] if f else s.g0 for i, (s, f) in enumerate(zip(states, fresh))])
         dx = x - x0
         dg = g - g0
         update = (dx.abs().amax(1) >= 1e-7) & ~torch.as_tensor(fresh, device=dev)
@@ -131,6 +131,6 @@ def bfgs_steps(slots: list, forces: torch.Tensor, bp: BFGSParams) -> None:
     dx = -torch.einsum("kij,kj->ki", V, torch.einsum("ki,kij->kj", g, V) / omega.abs())
     longest = dx.reshape(k, -1, 3).norm(dim=2).amax(1)
     dx = torch.where((longest >= bp.maxstep)[:, None], dx * (bp.maxstep / longest)[:, None], dx)
-    for i, s in enumerate(slots):
+    for i, s in enumerate(states):
         s.H, s.x0, s.g0 = H[i], x[i], g[i]
-    apply_step(slots, dx.reshape(k, -1, 3))
+    return dx

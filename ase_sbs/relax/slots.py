@@ -1,10 +1,8 @@
-"""One structure in a batched relaxation: ASE's FrechetCellFilter degrees of freedom
-and the optimizer's state, in torch.
-
-Degrees of freedom (as ``ase.filters.FrechetCellFilter``): u = x F⁻ᵀ, the positions in the
-stage's reference cell, and L = log F, F the deformation gradient (cell = cell₀ Fᵀ,
-x = u Fᵀ); a new stage starts a new filter and optimizer at the current structure, as a
-new ASE run would.
+"""One structure in a batched relaxation: its job, the stage it is in, its cell filter
+(:mod:`ase_sbs.relax.filters`) and its optimizer's state (:mod:`ase_sbs.relax.optimizers`).
+A new stage starts a new filter and optimizer state at the current structure, as a new
+ASE run would; BFGS starts from the job's initial Hessian (first stage), the previous
+stage's (``keep_hessian``) or α·1.
 """
 
 from __future__ import annotations
@@ -15,68 +13,72 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from .filters import CellFilter
 from .jobs import RelaxJob, Stage, optimizer_hessian
-from .optimizers import FireParams
+from .optimizers import BFGSState, FireParams, FireState
 
 
 class Slot:
-    """State of one structure in the batch (float64 tensors on the device): the filter's
-    degrees of freedom u (positions in the stage's reference cell) and L = log F, and the
-    optimizer's memory (FIRE: velocity, dt, α; BFGS: Hessian and previous step)."""
+    """A job being relaxed (float64 tensors on the device)."""
 
-    def __init__(self, index: int, job: RelaxJob, device, dtype, fire: FireParams):
+    def __init__(self, index: int, job: RelaxJob, device, dtype, optimizer: str, fire: FireParams, uid: int):
         a = job.atoms
-        self.fire = fire
         self.index = index
-        self.uid = -1 - index  # Engine.slot sets one unique within the engine
+        self.uid = uid
         self.job = job
+        self.optimizer = optimizer
+        self.fire_params = fire
         self.n = len(a)
         self.periodic = bool(a.pbc.all())
-        self.has_cell = self.periodic and job.cell != "fixed"
-        self.hydrostatic = job.cell == "volume"
         self.numbers = torch.as_tensor(a.numbers, dtype=torch.long, device=device)
         self.stage = 0
+        self.nsteps = 0
         self.steps: list[int] = []
         self.converged: list[bool] = []
         self.snapshots: list[Atoms] = []
-        self.device, self.dtype = device, dtype
         self.last_fmax = math.inf
         self.energy = 0.0
+        self.filter = CellFilter(torch.as_tensor(a.positions, dtype=dtype, device=device),
+                                 torch.as_tensor(np.asarray(a.cell), dtype=dtype, device=device),
+                                 self.periodic and job.cell != "fixed", job.cell == "volume")
         H0 = optimizer_hessian(job)
-        self.H = None if H0 is None else torch.as_tensor(H0, dtype=dtype, device=device)
-        self._reset(torch.as_tensor(a.positions, dtype=dtype, device=device),
-                    torch.as_tensor(np.asarray(a.cell), dtype=dtype, device=device))
+        self.state = self._new_state(None if H0 is None else torch.as_tensor(H0, dtype=dtype, device=device))
 
-    def _reset(self, positions, cell):
-        """A fresh filter and optimizer at the current structure (a new ASE stage); BFGS
-        starts from the job's initial Hessian (first stage), the previous stage's
-        (``keep_hessian``) or α·1."""
-        self.cell0 = cell.clone()
-        self.u = positions.clone()
-        self.L = torch.zeros(3, 3, dtype=self.dtype, device=self.device)
-        self.rows = self.n + (3 if self.has_cell else 0)
-        self.vel = torch.zeros(self.rows, 3, dtype=self.dtype, device=self.device)
-        self.first = True
-        self.dt, self.a, self.nsteps_fire = self.fire.dt, self.fire.astart, 0
-        self.nsteps = 0
-        if self.stage > 0 and not self.job.keep_hessian:
-            self.H = None  # BFGS: α·1 at its first step
-        self.x0 = None
-        self.g0 = None
-
-    def deformation(self) -> torch.Tensor:
-        return torch.linalg.matrix_exp(self.L) if self.has_cell else torch.eye(3, dtype=self.dtype, device=self.device)
-
-    def structure(self):
-        F = self.deformation()
-        return self.u @ F.T, self.cell0 @ F.T
+    def _new_state(self, hessian=None):
+        if self.optimizer == "fire":
+            f = self.filter
+            return FireState(f.rows, self.fire_params, f.u.dtype, f.u.device)
+        return BFGSState(hessian)
 
     @property
     def stage_spec(self) -> Stage:
         return self.job.stages[self.stage]
 
+    @property
+    def strength(self) -> float:
+        """λ of the current stage (0 without an object)."""
+        return float(self.stage_spec.strength) if self.job.sbs_object is not None else 0.0
+
+    def finish_stage(self, converged: bool) -> None:
+        """Record the stage's steps and convergence and start the next stage (if any) at
+        the current structure."""
+        self.steps.append(self.nsteps)
+        self.converged.append(bool(converged))
+        if self.job.snapshots:
+            self.snapshots.append(self.atoms())
+        self.stage += 1
+        self.nsteps = 0
+        if self.stage < len(self.job.stages):
+            self.filter.reset(*self.filter.structure())
+            kept = self.state.H if self.optimizer == "bfgs" and self.job.keep_hessian else None
+            self.state = self._new_state(kept)
+
+    @property
+    def done(self) -> bool:
+        return self.stage >= len(self.job.stages)
+
     def atoms(self) -> Atoms:
-        pos, cell = self.structure()
+        pos, cell = self.filter.structure()
         out = self.job.atoms.copy()
         out.calc = None
         out.positions = pos.cpu().numpy()

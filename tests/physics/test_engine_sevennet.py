@@ -41,8 +41,7 @@ def test_sevennet_batch_equals_one_structure_at_a_time(sevennet):
     # structure is evaluated once and reported with its energy
     results = engine.relax([RelaxJob(a.copy(), [Stage(0.0, 1e-9, 0)], cell="fixed") for a in structures])
     assert engine.evaluations == [4]
-    slots = [engine.slot(i, RelaxJob(a, [Stage(0.0, 1e-9, 0)])) for i, a in enumerate(structures)]
-    energy, forces, stress, *_ = engine.evaluate(slots)
+    energy, forces, stress = engine.evaluate_jobs([RelaxJob(a, [Stage(0.0, 1e-9, 0)]) for a in structures])
     start = 0
     for g, (a, r) in enumerate(zip(structures, results)):
         ref = a.copy()
