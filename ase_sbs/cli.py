@@ -7,7 +7,9 @@ Tables go to stdout; ``--json OUT`` writes the same content as JSON (``-`` for s
 in which case the table is not printed). Bad input exits with status 2 and one line
 on stderr; a result the storage refuses to take (a full disk, a quota, a read-only
 directory) with status 74 and one line naming the directory and what is kept (the same
-command resumes); a screen with parents that failed with status 1; Ctrl-C with 130.
+command resumes); a screen with parents that failed with status 1; an exploration whose
+evidence is inconclusive (relaxations out of steps, an unstable channel that led
+nowhere) with status 3 and the reasons on stderr; Ctrl-C with 130.
 """
 
 from __future__ import annotations
@@ -91,10 +93,20 @@ def _add_explore_options(p: argparse.ArgumentParser) -> None:
                    "ASE's names for the others) or fractions 'kx ky kz' of its primitive reciprocal basis (picks the "
                    "supercell when --supercell is not given)")
     p.add_argument("--cascade", action="store_true",
-                   help="from every phase found, explore its own unstable channels in the same setting, down to "
-                   "--max-depth levels (explore prints the tree and writes phase_tree.png); the ground state is the "
-                   "tree's lowest local minimum")
+                   help="from the phases found, explore their own unstable channels in the same setting, lowest "
+                   "phase first, down to --max-depth levels (explore prints the tree and writes phase_tree.png); the "
+                   "ground state is the lowest phase when it is a local minimum")
     p.add_argument("--max-depth", type=int, default=3, metavar="N", help="levels of the cascade (default 3)")
+    p.add_argument("--max-relaxations", type=int, metavar="N",
+                   help="cascade budget: stop expanding phases after this many relaxations (default: no limit)")
+    p.add_argument("--max-minutes", type=float, metavar="T",
+                   help="cascade budget: expand no further phase after T minutes (default: no limit)")
+    p.add_argument("--expand", choices=["below", "all"], default="below",
+                   help="cascade: below (default) expands unstable phases that lie below the lowest local minimum "
+                   "found, lowest first; all expands every unstable phase")
+    p.add_argument("--check", choices=["needed", "all"], default="needed",
+                   help="cascade: needed (default) checks the curvatures of the phases up to the lowest local "
+                   "minimum; all checks every phase")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,6 +272,9 @@ def _explore(args) -> int:
               f"{os.path.join(out, 'phases')}/{tree}")
     if args.json:
         write_json(data, args.json)
+    if ex.verdict == "inconclusive":
+        print(f"{args.file}: inconclusive: " + "; ".join(ex.verdict_reasons), file=sys.stderr)
+        return 3
     return 0
 
 
@@ -269,7 +284,17 @@ def _explore_kwargs(args) -> dict:
     return dict(targets=args.targets, mode=args.mode, cell=args.cell, supercell=_supercell(args.supercell),
                 kpoint=args.kpoint, seed_force=args.seed_force, release_fmax=args.fmax, max_steps=args.max_steps,
                 symprec=args.symprec, all_variants=args.all_variants, engine=args.engine,
-                engine_options=_engine_options(args), cascade=args.cascade, max_depth=args.max_depth)
+                engine_options=_engine_options(args), cascade=args.cascade, max_depth=args.max_depth,
+                budget=_budget(args))
+
+
+def _budget(args) -> dict | None:
+    """The cascade budget of the options (None: the defaults)."""
+    budget = {"max_relaxations": args.max_relaxations,
+              "max_seconds": None if args.max_minutes is None else 60.0 * args.max_minutes,
+              "expand": args.expand, "check": args.check}
+    defaults = {"max_relaxations": None, "max_seconds": None, "expand": "below", "check": "needed"}
+    return None if budget == defaults else budget
 
 
 def _screen(args) -> int:
