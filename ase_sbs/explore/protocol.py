@@ -165,10 +165,10 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
     setting0 = setting_of(atoms, supercell, kpoint, s.symprec)
     channels0 = distortion_channels(setting0)
     isotropy = enumerate_isotropy(setting0, channels0)
-    store = Store(out)
     pot = calc if isinstance(calc, Potential) else get_potential(calc, atoms.get_chemical_symbols(), device)
     pot.check_covers(atoms.get_chemical_symbols())
     runner = make_runner(engine, pot, device, engine_options)
+    store = Store(out)  # after everything that can refuse the input: a refused run leaves no directory
     parent = relax_parent(setting0, pot, s, store, runner)
     setting = setting0.rescaled(parent.atoms)
     root_key = digest(parent.key, setting.order, None if setting.supercell is None else setting.supercell.tolist())

@@ -4,6 +4,7 @@ are only ever added, never renamed)."""
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 
@@ -59,16 +60,30 @@ class ExploreSettings:
             raise SBSInputError(f"mode must be 'seed' or 'field', got {self.mode!r}")
         if self.cell not in ("full", "fixed", "volume"):
             raise SBSInputError(f"cell must be 'full', 'fixed' or 'volume', got {self.cell!r}")
-        for name in ("seed_force", "fmax", "release_fmax", "curvature_step"):
-            if not getattr(self, name) > 0:
-                raise SBSInputError(f"{name} must be positive")
-        if self.max_steps < 1:
-            raise SBSInputError("max_steps must be at least 1")
+        for name in ("seed_force", "fmax", "release_fmax", "curvature_step", "symprec", "classify_symprec",
+                     "energy_tol"):
+            value = getattr(self, name)
+            if not (isinstance(value, numbers.Real) and 0 < value < float("inf")):
+                raise SBSInputError(f"{_named(name)} must be a positive number, got {value!r}")
+        for name in ("max_steps", "parent_max_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or value < 1:
+                raise SBSInputError(f"{_named(name)} must be a whole number of steps, at least 1, got {value!r}")
 
     @property
     def factors(self) -> list[float]:
         """λ / λ₀ of the biased stages, in order (the release follows)."""
         return [1.0] + (list(self.field_factors) if self.mode == "field" else []) + list(self.anneal)
+
+
+# the command-line option of each setting it has one for (messages name both)
+CLI_OPTIONS = {"release_fmax": "--fmax", "seed_force": "--seed-force", "max_steps": "--max-steps",
+               "symprec": "--symprec", "mode": "--mode", "cell": "--cell"}
+
+
+def _named(name: str) -> str:
+    option = CLI_OPTIONS.get(name)
+    return f"{name} ({option})" if option else name
 
 
 @dataclass
