@@ -154,3 +154,19 @@ def test_nearly_symmetric_structure_gives_the_largest_closed_group():
     for R, p in zip(mats, perms):
         assert np.abs(r @ R.T - r[p]).max() < 1e-3
     assert len(point_set_group(r, atoms.numbers, tol=1e-5)[0]) == 1  # noise above a tight tolerance
+
+
+@pytest.mark.parametrize("name, order", [("NH3_planar.xyz", 12), ("CH4", 24)])
+def test_a_loose_tolerance_on_a_noisy_molecule_finds_the_whole_group(name, order):
+    """Noise of 0.02 Å, symprec 0.3 Å: the exact group of the molecule before the noise
+    (D3h, Td), which the search used to miss with a traceback."""
+    from ase.build import molecule
+    from ase.io import read
+
+    from .conftest import EXAMPLES
+
+    atoms = read(EXAMPLES / name) if name.endswith(".xyz") else molecule(name)
+    assert detect_symmetry(atoms).order == order
+    atoms.rattle(0.02, seed=2)
+    assert detect_symmetry(atoms, symprec=1e-3).order == 1
+    assert detect_symmetry(atoms, symprec=0.3).order == order

@@ -387,12 +387,12 @@ def point_set_group(r: np.ndarray, labels: np.ndarray, tol: float) -> tuple[np.n
     radius = np.linalg.norm(r, axis=1)
     same = labels[:, None] == labels[None, :]
     images = [np.flatnonzero(same[i] & (np.abs(radius - radius[i]) <= 2 * tol)) for i in range(n)]
-    usable = [i for i in range(n) if radius[i] > 4 * tol]
+    usable = [i for i in range(n) if radius[i] > tol]  # not empty: the points are not collinear
     a = min(usable, key=lambda i: (len(images[i]), -radius[i], i))
     sin = np.linalg.norm(np.cross(r[a] / radius[a], r), axis=1) / np.maximum(radius, 1e-300)
-    away = [j for j in usable if radius[j] * sin[j] > 4 * tol]
+    away = [j for j in usable if radius[j] * sin[j] > tol]  # off the line of a
     if not away:
-        raise SBSInputError(f"the molecule is linear within a few times the tolerance ({tol} Å); "
+        raise SBSInputError(f"the molecule is linear within the tolerance ({tol} Å); "
                             "use a smaller symprec, or a truly linear geometry (its symmetry is continuous)")
     best = [j for j in away if sin[j] > 0.2] or away
     b = min(best, key=lambda j: (len(images[j]), -sin[j], j))
