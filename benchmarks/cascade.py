@@ -270,8 +270,9 @@ def main(argv=None) -> int:
     PROF.times.pop("setup", None)
     PROF.counts.pop("setup", None)
     PROF.mark = t0 = time.perf_counter()
-    ex = ase_sbs.break_symmetry(atoms, pot, supercell=args.supercell if len(args.supercell) == 3 else np.reshape(args.supercell, (3, 3)), cascade=True, max_depth=args.max_depth,
-                                out=out, progress=False, engine=args.engine, **extra)
+    supercell = args.supercell if len(args.supercell) == 3 else np.reshape(args.supercell, (3, 3))
+    ex = ase_sbs.break_symmetry(atoms, pot, supercell=supercell, cascade=True, max_depth=args.max_depth, out=out,
+                                progress=False, engine=args.engine, **extra)
     wall = time.perf_counter() - t0
     PROF.set_row("unit")
     unit_after = t40(pot.calc, atoms)

@@ -14,7 +14,7 @@ import sys
 
 from ase.db import connect
 
-from ase_sbs.screen.summary import ground_state
+from ase_sbs.screen.summary import ground_state, lowest_phase
 
 EXPERIMENT = {  # formula: (space group number, symbol, source)
     "BaTiO3": (160, "R3m", "Kwei et al., J. Phys. Chem. 97, 2368 (1993)"),
@@ -46,12 +46,15 @@ def rows(path: str) -> list[dict]:
         if parent.get("error"):
             out.append({**record, "error": parent.error})
             continue
-        sg, label, dE = ground_state(parent.data)
+        sg, label, dE, status = ground_state(parent.data)
+        if sg is None:  # the lowest phase found is unstable: the ground state lies below it
+            sg, label, dE = lowest_phase(parent.data)
+            label = f"below {label}"
         phases = list(db.select(kind="phase", parent_id=parent.id))
         same = [r.dE for r in phases if r.sg == exp_sg]
         exp_dE = 0.0 if exp_sg == parent.parent_sg else (min(same) if same else None)
         tree = parent.data.get("tree")
-        checked = parent.stable or bool(tree and tree.get("ground_state") is not None)
+        checked = status in ("ground state", "parent") or bool(tree and tree.get("ground_state") is not None)
         out.append({**record, "predicted": label, "sg": sg, "dE": 1000 * dE, "local_minimum": checked,
                     "exp_dE": None if exp_dE is None else 1000 * exp_dE, "agrees": sg == exp_sg})
     return out

@@ -67,7 +67,7 @@ def setting_of(atoms: Atoms, supercell=None, kpoint=None, symprec: float = 1e-3)
     if supercell is None:
         prim, C = primitive_cell(exact)
         psym = detect_symmetry(prim, symprec=symprec)
-        P = supercell_for_kpoint(psym, parse_kpoint(kpoint))
+        P = supercell_for_kpoint(psym, parse_kpoint(kpoint, psym))
         N = P @ np.linalg.inv(C)
         if not np.allclose(N, np.round(N)):  # not a supercell of the given cell: use the primitive
             return supercell_setting(psym, P, symprec)
@@ -85,7 +85,7 @@ def select_targets(setting: Setting, channels: list, targets, kpoint=None, isotr
     """The targets of an exploration (module docstring, item 4); ``kpoint`` keeps the
     channels at that star; ``isotropy`` is :func:`enumerate_isotropy` when already
     done. Refuses names no channel reaches."""
-    k = None if kpoint is None else parse_kpoint(kpoint)
+    k = None if kpoint is None else parse_kpoint(kpoint, setting)
     selected = [c for c in channels if k is None or channel_matches_kpoint(c, k, setting)]
     if not selected:
         raise SBSInputError(f"no distortion channel of this setting lies at k = {kpoint}")
@@ -185,13 +185,13 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
     tree = cascade_tree(level, run, budget) if cascade else None
     return Exploration(parent=parent, phases=level.phases, relaxations=level.relaxations, potential=pot.name,
                        settings=s, supercell=None if setting.supercell is None else setting.supercell.tolist(),
-                       kpoint=None if kpoint is None else parse_kpoint(kpoint).tolist(), group_order=setting.order,
-                       channels=channels, targets=target_list, runner=getattr(runner, "kind", "ase"),
-                       reused=store.reused, tree=tree)
+                       kpoint=None if kpoint is None else parse_kpoint(kpoint, setting).tolist(),
+                       group_order=setting.order, channels=channels, targets=target_list,
+                       runner=getattr(runner, "kind", "ase"), reused=store.reused, tree=tree)
 
 
 def _selected(channel, setting: Setting, kpoint) -> bool:
-    return kpoint is None or channel_matches_kpoint(channel, parse_kpoint(kpoint), setting)
+    return kpoint is None or channel_matches_kpoint(channel, parse_kpoint(kpoint, setting), setting)
 
 
 # ----------------------------------------------------------------------------------

@@ -206,7 +206,7 @@ class Verdict(StrEnum):
 
 
 def verdict_of(phases: list, relaxations: list, channels: list) -> tuple[Verdict, list[str]]:
-    """(verdict, reasons) from the evidence (DESIGN §4.6): ``broken`` when a phase lies
+    """(verdict, reasons) from the evidence: ``broken`` when a phase lies
     below the parent; otherwise ``stable`` only when every relaxation converged (a
     relaxation that ran out of steps proves nothing) and every channel with a negative
     curvature was relaxed and led nowhere below the parent; else ``inconclusive``."""

@@ -9,8 +9,15 @@ def describe_outcome(outcome) -> str:
     head = f"{outcome.name}  {outcome.formula}"
     if outcome.error is not None:
         return f"{head}  error: {outcome.error}  [row {outcome.id}]"
-    return (f"{head}  {outcome.parent_group} -> {outcome.ground_group}  ΔE {1000 * outcome.ground_dE:+.2f} meV/f.u.  "
-            f"{outcome.n_phases} phase(s)  [row {outcome.id}]")
+    tail = f"{outcome.n_phases} phase(s)  [row {outcome.id}]"
+    if outcome.ground_group is not None:
+        checked = "" if outcome.ground_status in (None, "ground state", "parent") else f" ({outcome.ground_status})"
+        return (f"{head}  {outcome.parent_group} -> {outcome.ground_group}{checked}  ΔE "
+                f"{1000 * outcome.ground_dE:+.2f} meV/f.u.  {tail}")
+    if outcome.ground_status == "below lowest":
+        return (f"{head}  {outcome.parent_group} -> below {outcome.lowest_group} (ΔE {1000 * outcome.lowest_dE:+.2f} "
+                f"meV/f.u., the lowest phase found, unstable: explore deeper)  {tail}")
+    return f"{head}  {outcome.parent_group} -> inconclusive (nothing below the parent, not shown stable)  {tail}"
 
 
 def describe_summary(summary) -> str:

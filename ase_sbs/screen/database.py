@@ -31,7 +31,7 @@ from ase import Atoms
 from ..core.structure import formula
 from ..errors import SBSInputError, SBSStorageError
 from .inputs import DATABASE_URLS, Parent
-from .summary import ground_state, parent_keys, phase_keys
+from .summary import ground_state, lowest_phase, parent_keys, phase_keys
 
 
 @dataclass
@@ -46,6 +46,9 @@ class ParentOutcome:
     parent_group: str | None = None  # labels: Im-3m (229)
     ground_group: str | None = None
     ground_dE: float | None = None
+    ground_status: str | None = None  # summary.GroundStatus
+    lowest_group: str | None = None
+    lowest_dE: float | None = None
     n_phases: int = 0
     stable: bool | None = None
     error: str | None = None
@@ -169,7 +172,9 @@ def write_results(db, common: dict, result: dict) -> ParentOutcome:
                           data=data)
         for atoms, phase in zip(structures, phase_keys(data)):
             db.write(atoms, key_value_pairs=stored_keys({**common, "kind": "phase", "parent_id": row_id, **phase}))
-    _, ground, dE = ground_state(data)
+    _, ground, dE, status = ground_state(data)
+    _, lowest, low_dE = lowest_phase(data)
     return ParentOutcome(row_id, pairs_name(common), data["parent"]["formula"], common["settings_hash"],
                          parent_group=data["parent"]["spacegroup"], ground_group=ground, ground_dE=dE,
+                         ground_status=str(status), lowest_group=lowest, lowest_dE=low_dE,
                          n_phases=keys["n_phases"], stable=keys["stable"])
