@@ -59,7 +59,8 @@ def test_channels_span_the_distortion_space(batio3, nh3, prism):
 
 @pytest.mark.parametrize("name", ["batio3", "cu_bcc", "nh3", "prism"])
 def test_every_candidate_target_is_the_exact_symmetry_of_a_distortion(name, request):
-    """Independent check with spglib / pymatgen on distorted structures."""
+    """Independent check: the symmetry detected afresh (spglib for crystals, the point-set search
+    for molecules) of structures distorted inside each target."""
     sym = detect_symmetry(request.getfixturevalue(name))
     rng = np.random.default_rng(7)
     targets = candidate_targets(sym)
