@@ -36,8 +36,8 @@ from .classify import (
     variants,
 )
 from .plans import MemberPlan, member_job, member_plans
-from .results import ExploreSettings, Phase, Relaxation, record
-from .store import Store, digest, safe_name
+from .results import ExploreSettings, Phase, Relaxation
+from .store import RecordError, Store, digest, finite_numbers, is_of_type, safe_name
 
 
 PROTOCOL = 2  # part of every relaxation's key: 2 = BFGS from the reference's Hessian, kept across stages
@@ -122,9 +122,10 @@ def plan_level(setting: Setting, channels: list, targets: list, reference: Refer
     for i, plan in enumerate(plans):
         key = (f"{safe_name(plan.target)}-{digest(plan.target_elements)[:6]}-m{plan.member}"
                f"{'' if plan.sign > 0 else 'neg'}-{base}")
-        rec = run.store.load(key)
+        rec = run.store.load(key, Relaxation.fromdict)  # validated; a bad record is moved aside: None
         if rec is not None:
-            relaxations[i] = Relaxation(**{**rec, "key": key})
+            rec.key = key
+            relaxations[i] = rec
         elif not plan.active:
             relaxations[i] = _inactive(plan, reference)
         else:
@@ -141,7 +142,7 @@ def run_levels(planned: list[PlannedLevel], run: Run) -> list[Level]:
     def done(k, result):
         lv, i, key, _ = work[k]
         r = _relaxation(lv.plans[i], result, lv.reference, lv.setting, run.settings, key)
-        run.store.save(key, record(r), r.atoms)
+        run.store.save(key, r.todict(), r.atoms)
         lv.relaxations[i] = r
         bar.update(1)
 
@@ -269,10 +270,9 @@ def channel_curvatures(setting: Setting, channels: list, origin: str, pot: Poten
     ``runner``'s batched potential when it has one (one batch on a GPU), else through
     the potential's calculator; an eager NequIP model gives exact products instead."""
     key = f"curvatures-{digest(pot.name, s.curvature_step, origin, setting.order, CURVATURE_METHOD)}"
-    known = store.load_data(key)
-    H = store.load_array(key)
-    if known is None or H is None or H.shape != (setting.dimension, setting.dimension) \
-            or any(c.label not in known for c in channels):
+    known = store.load_data(key, curvatures_fromdict)
+    H = store.load_array(key, (setting.dimension, setting.dimension))
+    if known is None or H is None or any(c.label not in known for c in channels):
         energy = torch_energy(pot.calc)
         batched = getattr(runner, "potential", None)
         batched = batched if getattr(batched, "batched", False) else None
@@ -298,8 +298,30 @@ def channel_curvatures(setting: Setting, channels: list, origin: str, pot: Poten
         H = hessian.matrix
         known = {c.label: list(hessian.curvatures(c, setting.order)) for c in channels}
         store.save_array(key, H)
-        store.save_data(key, known)
+        store.save_data(key, {"schema": CURVATURES_SCHEMA, "curvatures": known})
     return [c.with_curvature(known[c.label]) for c in channels], H
+
+
+CURVATURES_SCHEMA = 1  # of the record {"schema": 1, "curvatures": {label: [κ, ...]}}
+
+
+def curvatures_fromdict(data) -> dict:
+    """The curvatures by channel label in a curvatures record, validated when the store
+    reads it (:mod:`ase_sbs.explore.store`): ``{"schema": 1, "curvatures": {label: [κ,
+    ...]}}``, or the labels alone as written before versions (version 1); each label's
+    curvatures a non-empty list of finite numbers. :class:`~ase_sbs.explore.store.RecordError`
+    otherwise (the record is then recomputed)."""
+    if isinstance(data, dict) and "schema" in data:
+        if not is_of_type(data["schema"], int) or data["schema"] != CURVATURES_SCHEMA:
+            raise RecordError(f"schema version {data['schema']!r:.40}; this version reads curvature records "
+                              f"of version {CURVATURES_SCHEMA}")
+        data = data.get("curvatures")
+    if not isinstance(data, dict):
+        raise RecordError(f"a JSON {type(data).__name__}, not curvatures by channel (an object)")
+    for label, values in data.items():
+        if not (finite_numbers(values) and values and not any(isinstance(v, list) for v in values)):
+            raise RecordError(f"the curvatures of channel {label!r} are {values!r:.40}, not a list of finite numbers")
+    return data
 
 
 def channel_weights(channels: list) -> dict:

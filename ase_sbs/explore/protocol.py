@@ -52,7 +52,7 @@ from ..setting.setting import (
 from .cascade import CascadeBudget, cascade_tree
 from .classify import formula_units
 from .levels import Reference, Run, channel_curvatures, channel_weights, explore_level
-from .results import Exploration, ExploreSettings, ParentResult, record
+from .results import Exploration, ExploreSettings, ParentResult
 from .store import Store, digest, structure_digest
 
 
@@ -204,10 +204,9 @@ def relax_parent(setting: Setting, pot: Potential, s: ExploreSettings, store: St
     sym = setting.parent
     start = sym.atoms
     key = f"parent-{digest(pot.name, s.cell, s.release_fmax, s.parent_max_steps, s.symprec, structure_digest(start))}"
-    rec = store.load(key)
-    if rec is not None:
-        atoms = rec.pop("atoms")
-        result = ParentResult(**{**rec, "key": key}, atoms=atoms)
+    result = store.load(key, ParentResult.fromdict)  # validated; a bad record is moved aside: None
+    if result is not None:
+        result.key = key
         _warn_if_noisy(pot, result.force_noise_eV_A, s)
         return result
     from ..analysis.diagnostics import equivariance_error
@@ -227,7 +226,7 @@ def relax_parent(setting: Setting, pot: Potential, s: ExploreSettings, store: St
                           point_group=sym.schoenflies, energy_eV=res.energy, natoms=len(atoms),
                           formula_units=formula_units(atoms), atoms=atoms, steps=res.steps[0],
                           force_noise_eV_A=noise, key=key)
-    store.save(key, record(result), atoms)
+    store.save(key, result.todict(), atoms)
     return result
 
 

@@ -1,11 +1,24 @@
 """What an exploration finds, as plain data: the settings, the parent, every relaxation,
 the phases, and the setting's channels and targets; ``as_dict`` gives the JSON (fields
-are only ever added, never renamed)."""
+are only ever added, never renamed).
+
+:class:`Relaxation`, :class:`ParentResult` and :class:`Phase` each have one record
+format: ``todict()`` (every field but the structures, with the schema version
+:data:`SCHEMA`) and ``fromdict(data, atoms)``, which validates what it reads, since
+records come back from disk (the resume store) and a damaged one must be recomputed,
+never believed: the schema version (a record without one is version 1, as written
+before versions existed), every required field present, each field of its type
+(floats finite, a JSON ``true`` no number), a few contents (a relaxation's status one of
+those there are, its object finite numbers, counts positive) and the structure's atom
+count equal to ``natoms``. Fields a record lacks that have defaults (added since it was
+written) take their defaults; fields this version does not know are ignored. A record
+that fails raises :class:`~ase_sbs.explore.store.RecordError`.
+"""
 
 from __future__ import annotations
 
 import numbers
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from enum import StrEnum
 
 from ase import Atoms
@@ -13,6 +26,7 @@ from ase import Atoms
 from ..core.spacegroups import group_label
 from ..core.structure import formula
 from ..errors import SBSInputError
+from .store import RecordError, finite_numbers, is_of_type, record_fields
 
 
 @dataclass(frozen=True)
@@ -125,6 +139,15 @@ class Relaxation:
     def energy_per_atom(self) -> float:
         return self.energy_eV / self.natoms
 
+    def todict(self) -> dict:
+        """Its record: every field but ``atoms``, with the schema version (module docstring)."""
+        return _todict(self)
+
+    @classmethod
+    def fromdict(cls, data: dict, atoms: Atoms | None = None) -> Relaxation:
+        """The relaxation of a record and its structure, validated (module docstring)."""
+        return _fromdict(cls, data, atoms)
+
 
 @dataclass
 class Phase:
@@ -166,6 +189,16 @@ class Phase:
     def name(self) -> str:
         return group_label(self.spacegroup_number, self.spacegroup_symbol, self.point_group)
 
+    def todict(self) -> dict:
+        """Its record: every field but ``atoms`` and ``variants`` (structures, kept as
+        files), with the schema version (module docstring)."""
+        return _todict(self)
+
+    @classmethod
+    def fromdict(cls, data: dict, atoms: Atoms) -> Phase:
+        """The phase of a record and its structure (no variants), validated (module docstring)."""
+        return _fromdict(cls, data, atoms)
+
 
 @dataclass
 class ParentResult:
@@ -190,11 +223,84 @@ class ParentResult:
     def name(self) -> str:
         return group_label(self.spacegroup_number, self.spacegroup_symbol, self.point_group)
 
+    def todict(self) -> dict:
+        """Its record: every field but ``atoms``, with the schema version (module docstring)."""
+        return _todict(self)
 
-def record(result) -> dict:
-    """A result dataclass's fields without its ``atoms`` (JSON-ready). Shallow: unlike
-    ``dataclasses.asdict`` it does not deep-copy the Atoms and the calculator on them."""
-    return {f.name: getattr(result, f.name) for f in fields(result) if f.name != "atoms"}
+    @classmethod
+    def fromdict(cls, data: dict, atoms: Atoms) -> ParentResult:
+        """The parent of a record and its structure, validated (module docstring)."""
+        return _fromdict(cls, data, atoms)
+
+
+# ----------------------------------------------------------------------------------
+# records (module docstring)
+
+SCHEMA = 1  # the version of the records todict writes; a record without one is version 1
+NOT_RECORDED = ("atoms", "variants")  # structures: files of their own
+RELAXATION_STATUSES = ("broken", "returned", "unconverged", "bias_inactive")
+
+
+def _todict(result) -> dict:
+    """A result's fields without its structures, and the schema version (JSON-ready).
+    Shallow: unlike ``dataclasses.asdict`` it does not deep-copy the Atoms and the
+    calculator on them."""
+    return {"schema": SCHEMA, **{f.name: getattr(result, f.name) for f in fields(result)
+                                 if f.name not in NOT_RECORDED}}
+
+
+def _fromdict(cls, data, atoms):
+    """An instance of the result type ``cls`` from its record and structure, validated
+    (module docstring); :class:`~ase_sbs.explore.store.RecordError` says what is wrong."""
+    name = cls.__name__
+    values = record_fields(cls, data, SCHEMA, _CHECKS.get(name, {}), skip=NOT_RECORDED)
+    if atoms is None:
+        if next(f for f in fields(cls) if f.name == "atoms").default is MISSING:
+            raise RecordError(f"a {name} record needs its structure")
+    elif not isinstance(atoms, Atoms):
+        raise RecordError(f"its structure is a {type(atoms).__name__}, not an ase.Atoms", structure=True)
+    elif "natoms" in values and len(atoms) != values["natoms"]:
+        raise RecordError(f"its structure has {len(atoms)} atoms, the record says natoms = {values['natoms']}",
+                          structure=True)
+    try:
+        return cls(**values, atoms=atoms)
+    except (TypeError, ValueError) as exc:
+        raise RecordError(f"not a {name} record ({exc})") from exc
+
+
+def _names(value) -> bool:
+    return all(isinstance(x, str) for x in value)
+
+
+def _positive(value) -> bool:
+    return value >= 1
+
+
+_COMMON_CHECKS = {
+    "channels": ("a list of channel labels", _names),
+    "ladder": ("{tolerance: group or null}", lambda v: all(isinstance(g, (str, type(None))) for g in v.values())),
+    "natoms": ("a positive number of atoms", _positive),
+    "point_group_order": ("a positive order", _positive),
+    "cell_multiplication": ("a positive multiple", _positive),
+}
+_CHECKS = {  # contents beyond the type, by result type and field: (what it must be, test)
+    "Relaxation": {
+        **_COMMON_CHECKS,
+        "status": ("one of " + ", ".join(RELAXATION_STATUSES), lambda v: v in RELAXATION_STATUSES),
+        "sign": ("+1 or -1", lambda v: v in (1, -1)),
+        "member": ("a member's index (0 or more)", lambda v: v >= 0),
+        "sbs_object": ("a list of finite numbers", finite_numbers),
+        "steps": ("{stage: steps}", lambda v: all(is_of_type(n, int) and n >= 0 for n in v.values())),
+        "stages_converged": ("a list of true/false", lambda v: all(is_of_type(x, bool) for x in v)),
+    },
+    "ParentResult": {**_COMMON_CHECKS, "formula_units": ("a positive number of formula units", _positive)},
+    "Phase": {
+        **_COMMON_CHECKS,
+        "targets": ("a list of target names", _names),
+        "lattice": ("six finite numbers", lambda v: v is None or (finite_numbers(v) and len(v) == 6)),
+        "n_variants": ("a positive number of variants", _positive),
+    },
+}
 
 
 class Verdict(StrEnum):
@@ -312,9 +418,8 @@ class Exploration:
             "verdict_reasons": self.verdict_reasons,
             "channels": [c.as_dict() for c in self.channels],
             "targets": [t.as_dict() for t in self.targets],
-            "phases": [{**{k: v for k, v in record(ph).items() if k != "variants"}, "channel": "+".join(ph.channels)}
-                       for ph in self.phases],
-            "relaxations": [record(r) for r in self.relaxations],
+            "phases": [{**ph.todict(), "channel": "+".join(ph.channels)} for ph in self.phases],
+            "relaxations": [r.todict() for r in self.relaxations],
             "reused": self.reused,
             "tree": None if self.tree is None else self.tree.as_dict(),
         }
