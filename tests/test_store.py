@@ -2,11 +2,15 @@
 relaxation, the parent, the curvatures and their Hessian); a bad one is named in one
 line, moved into ``out/corrupt/`` and recomputed, and the rerun ends with the result of a
 clean run. One record format per result type (``todict``/``fromdict``), round-tripped
-through JSON."""
+through JSON. Two runs into one output directory: the second is refused, naming the
+directory and the holder; a dead holder's lock is taken over."""
 
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -19,6 +23,7 @@ from hypothesis import strategies as st
 
 from ase_sbs.cli import main
 from ase_sbs.core.files import json_safe
+from ase_sbs.errors import SBSInputError
 from ase_sbs.explore.levels import curvatures_fromdict
 from ase_sbs.explore.protocol import break_symmetry
 from ase_sbs.explore.results import RELAXATION_STATUSES, SCHEMA, ParentResult, Phase, Relaxation
@@ -466,3 +471,67 @@ def test_the_command_line_names_a_corrupt_record_and_ends_as_a_clean_run(clean, 
         assert ph.pop("structure_file").startswith("phases")  # the files the command line writes
     assert data == {**clean_result, "phases": [{k: v for k, v in ph.items() if k != "structure_file"}
                                                for ph in clean_result["phases"]]}
+
+
+# ---------------------------------------------------------------------------------
+# two runs into one directory
+
+HOLD = """
+import sys
+from ase_sbs.explore.store import Store
+store = Store(sys.argv[1])
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """Another process holding the store of tmp_path/out until it is killed."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "held"
+    yield out, proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def test_a_second_run_into_a_directory_in_use_is_refused_naming_it_and_the_holder(holder):
+    out, proc = holder
+    with pytest.raises(SBSInputError) as caught:
+        Store(str(out))
+    message = str(caught.value)
+    assert str(out) in message and f"PID {proc.pid} " in message and "in use by another run" in message
+
+
+def test_the_command_line_refuses_a_second_explore_into_one_out_in_one_line(holder, tmp_path, capsys):
+    out, proc = holder
+    write(tmp_path / "cu.extxyz", CU)
+    assert main(["explore", str(tmp_path / "cu.extxyz"), "--calc", "emt", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(out) in err[0] and f"PID {proc.pid}" in err[0], err
+    assert os.listdir(out / "relaxations") == [] and os.listdir(out / "channels") == []  # nothing done twice
+
+
+def test_the_lock_of_a_dead_run_is_taken_over(holder):
+    out, proc = holder
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up
+    proc.wait()
+    assert (out / ".lock").read_text().split()[0] == str(proc.pid)  # its file is still there
+    store = Store(str(out))
+    assert (out / ".lock").read_text().split()[0] == str(os.getpid())
+    store.close()
+
+
+def test_the_lock_is_shared_within_a_process_and_let_go_with_its_stores(tmp_path):
+    out = str(tmp_path / "out")
+    first = Store(out)
+    second = Store(out)  # one process: its explorations run one after the other
+    probe = [sys.executable, "-c", "import sys; from ase_sbs.explore.store import Store; Store(sys.argv[1])", out]
+    refused = subprocess.run(probe, capture_output=True, text=True)
+    assert refused.returncode != 0 and "in use by another run" in refused.stderr
+    first.close()
+    del second
+    assert subprocess.run(probe, capture_output=True, text=True).returncode == 0

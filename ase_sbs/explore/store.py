@@ -30,20 +30,35 @@ file and what is wrong), its files are moved into ``out/corrupt/`` with a timest
 suffix (never deleted: they can be inspected), and it is treated as missing, so the
 caller recomputes and saves it anew. The checks of a type's content raise
 :class:`RecordError`.
+
+**One run at a time per directory.** A :class:`Store` holds an advisory lock
+(``fcntl.flock``) on ``out/.lock`` for as long as it lives; the file names the holder
+(PID, host, start). A second run into the same directory — another process — is
+refused at once with one line naming the directory and the holder, instead of silently
+redoing the same work beside it; once the first is finished the same command reuses all
+of it. The kernel releases the lock when its process ends, however it ends, so the lock
+of a dead process is taken over without anyone deleting a file. Within one process the
+lock is shared: its explorations run one after the other, so a second :class:`Store` on
+the same directory (an earlier one still referenced) takes part in the same lock. Where
+the file system cannot lock (some network file systems), a warning says so and the run
+goes on unlocked.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
 import math
 import numbers
 import os
+import socket
 import time
 import types
 import typing
 import warnings
+import weakref
 from dataclasses import MISSING, fields
 
 import numpy as np
@@ -52,6 +67,7 @@ from ase import Atoms
 from ..core.files import storage_errors, write_array, write_json, write_structure
 from ..errors import SBSInputError
 
+LOCK_NAME = ".lock"  # in the output directory
 CORRUPT_DIR = "corrupt"  # in the output directory: records that failed validation, moved aside
 
 
@@ -88,7 +104,7 @@ def safe_name(name: str) -> str:
 
 class Store:
     """Finished results under ``out`` (nothing is kept when ``out`` is None), validated
-    when read (module docstring).
+    when read and locked against a second run (module docstring).
 
     ``reused`` counts the records (relaxations and the parent) loaded instead of
     recomputed."""
@@ -96,6 +112,7 @@ class Store:
     def __init__(self, out: str | None):
         self.dir = self.data_dir = self.corrupt_dir = None
         self.reused = 0
+        self._lock = None
         if out is None:
             return
         self.dir = os.path.join(out, "relaxations")
@@ -110,6 +127,11 @@ class Store:
             os.unlink(probe)
         except OSError as exc:
             raise SBSInputError(f"output directory {out!r} is not writable ({exc.strerror})") from exc
+        self._lock = directory_lock(out)
+
+    def close(self) -> None:
+        """Let go of the directory's lock (it is also let go when the store is collected)."""
+        self._lock = None
 
     def load(self, key: str, fromdict):
         """The result saved under ``key``, ``fromdict(record, atoms)`` (a result type's
@@ -322,3 +344,47 @@ def finite_numbers(value) -> bool:
     """Whether ``value`` is a list (of lists) of finite numbers."""
     return isinstance(value, list) and all(finite_numbers(x) if isinstance(x, list) else is_of_type(x, float)
                                            for x in value)
+
+
+# ----------------------------------------------------------------------------------
+# the directory's lock: per process, shared by its stores (module docstring)
+
+_HELD: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # lock file -> its DirectoryLock
+
+
+class DirectoryLock:
+    """An ``fcntl.flock`` held on ``path`` until this object is collected."""
+
+    def __init__(self, path: str, fd: int):
+        self.path = path
+        self._finalizer = weakref.finalize(self, os.close, fd)
+
+
+def directory_lock(out: str) -> DirectoryLock | None:
+    """The lock of the output directory ``out``: this process's when it holds it, else
+    taken now (a dead holder's lock is free: the kernel let it go); a live holder in
+    another process: :class:`~ase_sbs.errors.SBSInputError` naming the directory and the
+    holder. None (with a warning) where the file system cannot lock."""
+    path = os.path.join(os.path.realpath(out), LOCK_NAME)
+    held = _HELD.get(path)
+    if held is not None:
+        return held
+    with storage_errors(path, "the lock of the output directory"):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").split()
+        os.close(fd)
+        pid = f"PID {holder[0]} on {holder[1]}, since {holder[2]}" if len(holder) >= 3 else "a process"
+        raise SBSInputError(f"output directory {out!r} is in use by another run ({pid}); wait for it to finish "
+                            "(this command then reuses its results) or choose another output directory") from None
+    except OSError as exc:
+        os.close(fd)
+        warnings.warn(f"cannot lock the output directory {out!r} ({exc.strerror}): a second run into it at the "
+                      "same time would redo the same work", stacklevel=3)
+        return None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode(), 0)
+    lock = _HELD[path] = DirectoryLock(path, fd)
+    return lock
