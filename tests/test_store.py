@@ -60,7 +60,8 @@ def saved(result) -> dict:
 
 texts = st.text(max_size=12)
 finite = st.floats(allow_nan=False, allow_infinity=False)
-counts = st.integers(min_value=1, max_value=10**6)
+counts = st.integers(min_value=0, max_value=10**6)  # a cell multiplication can round to 0
+positives = st.integers(min_value=1, max_value=10**6)
 groups = st.none() | st.integers(min_value=1, max_value=230)
 ladders = st.dictionaries(st.sampled_from(["1e-05", "0.0001", "0.001", "0.01"]), st.none() | texts)
 json_values = st.recursive(st.none() | st.booleans() | finite | st.integers() | texts,
@@ -96,7 +97,7 @@ def parents(draw):
     atoms = draw(structures())
     return ParentResult(spacegroup_number=draw(groups), spacegroup_symbol=draw(st.none() | texts),
                         point_group=draw(texts), energy_eV=draw(finite), natoms=len(atoms),
-                        formula_units=draw(counts), atoms=atoms, steps=draw(st.integers(0, 10**6)),
+                        formula_units=draw(positives), atoms=atoms, steps=draw(st.integers(0, 10**6)),
                         force_noise_eV_A=draw(finite), key=draw(st.none() | texts))
 
 
@@ -160,6 +161,13 @@ def test_an_older_record_without_a_version_or_newer_fields_loads_with_their_defa
     r = Relaxation.fromdict(data, a_relaxation().atoms)
     assert r.stages_converged == [] and r.max_strain == 0.0 and r.field_spacegroup is None and r.channels == []
     assert r.cell_multiplication == 1 and r.key is None and r.energy_eV == -0.125
+
+
+def test_counts_that_can_be_zero_are_accepted():
+    """A relaxation's cell multiplication rounds to 0 when its primitive cell is smaller
+    than the parent's (``classify.cell_multiplication``): a valid record."""
+    data = {**saved(a_relaxation()), "cell_multiplication": 0}
+    assert Relaxation.fromdict(data, a_relaxation().atoms).cell_multiplication == 0
 
 
 def test_fields_this_version_does_not_know_are_ignored():

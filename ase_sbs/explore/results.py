@@ -276,19 +276,23 @@ def _positive(value) -> bool:
     return value >= 1
 
 
-_COMMON_CHECKS = {
+def _counted(value) -> bool:
+    return value >= 0
+
+
+_COMMON_CHECKS = {  # counts: positive where they divide (natoms, formula_units), else not negative
     "channels": ("a list of channel labels", _names),
     "ladder": ("{tolerance: group or null}", lambda v: all(isinstance(g, (str, type(None))) for g in v.values())),
     "natoms": ("a positive number of atoms", _positive),
-    "point_group_order": ("a positive order", _positive),
-    "cell_multiplication": ("a positive multiple", _positive),
+    "point_group_order": ("an order (0 or more)", _counted),
+    "cell_multiplication": ("a multiple (0 or more)", _counted),
 }
 _CHECKS = {  # contents beyond the type, by result type and field: (what it must be, test)
     "Relaxation": {
         **_COMMON_CHECKS,
         "status": ("one of " + ", ".join(RELAXATION_STATUSES), lambda v: v in RELAXATION_STATUSES),
         "sign": ("+1 or -1", lambda v: v in (1, -1)),
-        "member": ("a member's index (0 or more)", lambda v: v >= 0),
+        "member": ("a member's index (0 or more)", _counted),
         "sbs_object": ("a list of finite numbers", finite_numbers),
         "steps": ("{stage: steps}", lambda v: all(is_of_type(n, int) and n >= 0 for n in v.values())),
         "stages_converged": ("a list of true/false", lambda v: all(is_of_type(x, bool) for x in v)),
@@ -298,7 +302,7 @@ _CHECKS = {  # contents beyond the type, by result type and field: (what it must
         **_COMMON_CHECKS,
         "targets": ("a list of target names", _names),
         "lattice": ("six finite numbers", lambda v: v is None or (finite_numbers(v) and len(v) == 6)),
-        "n_variants": ("a positive number of variants", _positive),
+        "n_variants": ("a number of variants (0 or more)", _counted),
     },
 }
 
