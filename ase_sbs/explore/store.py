@@ -17,9 +17,9 @@ recomputation, never a traceback and never a wrong answer. What is checked:
   whole (it ends with the end of a line, as ASE writes it: an extxyz cut inside its last
   number would still read, as another structure), readable by ASE, one frame, with
   finite positions and cell; then the result type's own ``fromdict`` checks its schema
-  version, required fields, their types, and the atom count against ``natoms``. (A
-  structure whose last digits were changed, cut nowhere, is still accepted: it is the
-  same structure to the precision the keys use.);
+  version, required fields, their types, and the atom count against ``natoms`` (a
+  structure whose last digits changed, cut nowhere, is accepted: it is the same
+  structure to the precision the keys use);
 - a plain record (``channels/<key>.json``, :meth:`Store.load_data`): the JSON parses,
   then the caller's ``fromdict`` checks its content;
 - an array (``channels/<key>.npy``, :meth:`Store.load_array`): a numpy file without
