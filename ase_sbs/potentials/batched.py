@@ -7,9 +7,11 @@ engine's device. A :class:`BatchedPotential` returns for it the energies (G,) in
 forces (N, 3) in eV/Å and stresses (G, 3, 3) in eV/Å³ (ASE's sign: σ = (1/V) ∂E/∂ε).
 
 Implementations: SevenNet (one forward+backward of the whole batch through
-sevenn's batched ``AtomGraphSequential``), NequIP-framework models (package,
-AOTInductor-compiled or checkpoint: the model's own ``AtomicDataDict`` batch) and a
-sequential fallback that calls any ASE calculator once per structure.
+sevenn's batched ``AtomGraphSequential``; a multi-fidelity model gets its fidelity as one
+modality per structure), NequIP-framework models (package, AOTInductor-compiled or
+checkpoint: the model's own ``AtomicDataDict`` batch), CHGNet (one forward over the
+batch's crystal graphs, :mod:`ase_sbs.potentials.chgnet`) and a sequential fallback that
+calls any ASE calculator once per structure.
 """
 
 from __future__ import annotations
@@ -200,14 +202,21 @@ class SevenNetBatched(BatchedPotential):
     """A SevenNet ``AtomGraphSequential`` run on whole batches (``is_batch_data``).
 
     Built from a SevenNet calculator (its model is shared: switched to batch mode for
-    each evaluation and back, and run on the calculator's device) or from a checkpoint
-    name (``7net-0``). Edge vectors come from the engine's graph; forces and the virial
-    come from the model's ``ForceStressOutputFromEdge``.
+    each evaluation and back, and run on the calculator's device; its fidelity ``modal``
+    kept) or from a checkpoint name (``7net-0``) or file, with ``modal`` for a
+    multi-fidelity model (``PBE``, ``R2SCAN`` for SevenNet-MF-0). Edge vectors come from
+    the engine's graph; forces and the virial come from the model's
+    ``ForceStressOutputFromEdge``. A multi-fidelity model takes its fidelity as
+    ``modal_type``, one index per structure of the batch (what the model's own
+    ``modal_map`` lookup makes of ``data_modality``), from which it builds the one-hot
+    modality input of every atom; the lookup itself is switched off for the call, since it
+    expects sevenn's graph objects rather than a dict.
     """
 
     bytes_per_edge = 6144.0
 
-    def __init__(self, calc=None, device="cpu", name: str = "7net-0", checkpoint: str = "7net-0"):
+    def __init__(self, calc=None, device="cpu", name: str = "7net-0", checkpoint: str = "7net-0",
+                 modal: str | None = None):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import sevenn._keys as KEY
@@ -222,6 +231,13 @@ class SevenNetBatched(BatchedPotential):
             else:
                 model = calc.model
                 type_map, cutoff = calc.type_map, calc.cutoff
+                modal = modal or getattr(calc, "modal", None)
+        modal_map = getattr(model, "modal_map", None) or {}
+        if modal_map and modal not in modal_map:
+            raise SBSInputError(f"{name} is a multi-fidelity model: give its fidelity, one of {', '.join(modal_map)}"
+                                + (f" (got {modal!r})" if modal else ""))
+        self.modal = modal if modal_map else None
+        self.modal_index = int(modal_map[modal]) if modal_map else None
         self.KEY = KEY
         self.model = model
         self.device = next(model.parameters()).device
@@ -260,12 +276,17 @@ class SevenNetBatched(BatchedPotential):
             KEY.NUM_ATOMS: sizes,
             KEY.BATCH: graphs.graph.to(dev),
         }
+        if self.modal_index is not None:
+            data[KEY.MODAL_TYPE] = torch.full((G,), self.modal_index, dtype=torch.long, device=dev)
         was_batch = bool(getattr(self.model, "is_batch_data", False))
+        was_modal = getattr(self.model, "eval_modal_map", False)
         self.model.set_is_batch_data(True)
+        self.model.eval_modal_map = False
         try:
             out = self.model(data)
         finally:
             self.model.set_is_batch_data(was_batch)
+            self.model.eval_modal_map = was_modal
         energy = out[KEY.PRED_TOTAL_ENERGY].detach().reshape(G).to(torch.float64)
         forces = out[KEY.PRED_FORCE].detach().to(torch.float64)
         s = -out[KEY.PRED_STRESS].detach().to(torch.float64).reshape(G, 6)  # xx yy zz xy yz zx
@@ -366,19 +387,26 @@ def evaluate_structures(potential: BatchedPotential, structures: list[Atoms], ma
 
 
 def batched_potential(calc, device: str = "cpu", name: str | None = None) -> BatchedPotential:
-    """The batched form of an ASE calculator (or of a :class:`~ase_sbs.potentials.Potential`):
-    SevenNet and NequIP calculators batch natively; anything else falls back to one call
-    per structure, with a warning."""
+    """The batched form of an ASE calculator (or of a :class:`~ase_sbs.potentials.Potential`:
+    its own ``batched_form`` when it has one): SevenNet, NequIP and CHGNet calculators
+    batch natively; anything else falls back to one call per structure, with a warning."""
     if isinstance(calc, BatchedPotential):
         return calc
     pot_name = name
     if hasattr(calc, "calc") and hasattr(calc, "name") and hasattr(calc, "check_covers"):  # a Potential
+        if isinstance(getattr(calc, "batched_form", None), BatchedPotential):
+            return calc.batched_form
         pot_name = pot_name or calc.name
         calc = calc.calc
     cls = type(calc).__name__
     module = type(calc).__module__ or ""
     if module.startswith("sevenn") and hasattr(calc, "model") and hasattr(calc, "type_map"):
         return SevenNetBatched(calc, device=device, name=pot_name or "7net-0")
+    if module.startswith(("chgnet", "ase_sbs.potentials.chgnet")):
+        from .chgnet import CHGNetBatched, is_chgnet
+
+        if is_chgnet(calc):
+            return CHGNetBatched(calc, name=pot_name or "chgnet")
     nequip_based = any((c.__module__ or "").startswith("nequip.") for c in type(calc).__mro__)
     if nequip_based and hasattr(calc, "atoms_to_data") and hasattr(calc, "call_model"):  # incl. subclasses
         return NequIPBatched(calc, name=pot_name or cls)
