@@ -1,6 +1,6 @@
 """Command line: ``ase-sbs detect FILE``, ``ase-sbs sbs FILE [--target T]``,
 ``ase-sbs explore FILE [--calc NAME] [--engine E] ...``, ``ase-sbs screen INPUTS... [--db DB] [--workers N]``,
-``ase-sbs bench FILE ...``, ``ase-sbs check-potential FILE``,
+``ase-sbs bench FILE ...``, ``ase-sbs check-potential FILE``, ``ase-sbs potentials``,
 ``ase-sbs modes CHILD --parent PARENT`` and ``ase-sbs symmetry-levels FILE [--parent PARENT]``.
 
 Tables go to stdout; ``--json OUT`` writes the same content as JSON (``-`` for stdout,
@@ -60,8 +60,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def _add_explore_options(p: argparse.ArgumentParser) -> None:
     """The options of one exploration, shared by explore and screen (read by :func:`_explore_kwargs`)."""
     p.add_argument("--calc", default="auto",
-                   help="potential: auto (EMT for the metals it covers, else 7net-0), emt, 7net-0, "
-                   "or a NequIP model file (.nequip.zip, .nequip.pt2, .ckpt)")
+                   help="potential: auto (EMT for the metals it covers, else 7net-0), a registered name (emt, 7net-0, "
+                   "7net-l3i5, 7net-mf-0:PBE or :R2SCAN, chgnet, chgnet-r2scan, or a plugin's; 'ase-sbs potentials' "
+                   "lists them), or a NequIP model file (.nequip.zip, .nequip.pt2, .ckpt)")
     p.add_argument("--targets", default="auto",
                    help="comma-separated targets (P4mm,R3m,...) or 'auto': "
                    "the maximal isotropy subgroup of each channel")
@@ -188,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest stretch of the child's cell against the parent's lattice, |U - 1| (default 0.3)")
     p.add_argument("--all", action="store_true", help="list every channel, also those below the threshold")
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON ('-' for stdout only)")
+    p = sub.add_parser("potentials", help="the potentials --calc takes: installed here, elements, batching, source")
+    p.add_argument("--json", metavar="OUT", help="also write the table as JSON ('-' for stdout only)")
     p = sub.add_parser("symmetry-levels", help="distance (Å) from a structure to its own group and each supergroup")
     _add_input(p)
     p.add_argument("--parent", help="high-symmetry parent structure file (the top group and the reference)")
@@ -227,6 +230,18 @@ def _symmetry_levels(args) -> int:
         print(describe_levels(res))
     if args.json:
         write_json(res.as_dict(), args.json)
+    return 0
+
+
+def _potentials(args) -> int:
+    from .core.files import write_json
+    from .potentials.catalog import describe_potentials, potential_rows
+
+    rows = potential_rows()
+    if args.json != "-":
+        print(describe_potentials(rows))
+    if args.json:
+        write_json({"potentials": rows}, args.json)
     return 0
 
 
@@ -461,7 +476,7 @@ def main(argv=None) -> int:
     try:
         commands = {"detect": _detect, "sbs": _sbs, "explore": _explore, "screen": _screen,
                     "check-potential": _check_potential, "modes": _modes, "symmetry-levels": _symmetry_levels,
-                    "bench": _bench}
+                    "bench": _bench, "potentials": _potentials}
         return commands[args.command](args)
     except SBSInputError as exc:
         print(f"ase-sbs: error: {exc}", file=sys.stderr)
