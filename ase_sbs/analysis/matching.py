@@ -179,7 +179,7 @@ def _assign(fc: np.ndarray, fr: np.ndarray, numbers_c, numbers_r, S: np.ndarray)
     return perm, disp
 
 
-def _match_crystal(child: Atoms, psym: Symmetry, n: int, max_strain: float):
+def _match_crystal(child: Atoms, psym: Symmetry, n: int, max_strain: float, cell_in_parent=None):
     from ase.geometry import minkowski_reduce
 
     parent = psym.atoms
@@ -187,7 +187,13 @@ def _match_crystal(child: Atoms, psym: Symmetry, n: int, max_strain: float):
     Lc = np.asarray(child.cell, dtype=float)
     Lc_red, P = minkowski_reduce(Lc)  # Lc_red = P Lc
     Lc_red = np.asarray(Lc_red, dtype=float)
-    cands = _lattice_candidates(Lp, Lc_red, n, max_strain, basis=np.asarray(P, dtype=float))
+    if cell_in_parent is not None:  # the child's cell is known to be H Lp, strained: no search
+        Hr = np.rint(np.asarray(P, dtype=float) @ np.asarray(cell_in_parent, dtype=float)).astype(int)
+        A = Lc_red.T @ np.linalg.inv(Hr @ Lp).T
+        strain = np.abs(np.linalg.svd(A, compute_uv=False) - 1).max()
+        cands = [Hr] if strain <= max_strain else []
+    else:
+        cands = _lattice_candidates(Lp, Lc_red, n, max_strain, basis=np.asarray(P, dtype=float))
     if not cands:
         raise SBSInputError(
             f"the child's cell is not a sublattice match: no {n}-fold supercell of the parent's lattice "
@@ -303,7 +309,7 @@ def _match_molecule(child: Atoms, psym: Symmetry):
 
 
 def match(child: Atoms, parent, symprec: float = 1e-3, max_strain: float = 0.3,
-          max_displacement: float | None = None) -> Match:
+          max_displacement: float | None = None, cell_in_parent=None) -> Match:
     """Find how ``child`` sits on ``parent`` (see module docstring).
 
     Args:
@@ -312,6 +318,9 @@ def match(child: Atoms, parent, symprec: float = 1e-3, max_strain: float = 0.3,
         max_strain: largest principal stretch |U − 1| accepted.
         max_displacement: largest atomic displacement accepted (Å); default half the
             parent's shortest interatomic distance.
+        cell_in_parent: the child's cell rows in the parent's lattice basis (integers),
+            when known — a phase written in a setting's cell — so the lattice search is
+            skipped (the strain is still checked).
 
     Raises:
         SBSInputError: species mismatch, a cell that is no supercell of the parent's
@@ -321,7 +330,7 @@ def match(child: Atoms, parent, symprec: float = 1e-3, max_strain: float = 0.3,
     psym = parent if isinstance(parent, Symmetry) else parent_symmetry(parent, symprec)
     n = _check_species(child, psym.atoms)
     if psym.periodic:
-        H, Q, eps, ref, pidx, u = _match_crystal(child, psym, n, max_strain)
+        H, Q, eps, ref, pidx, u = _match_crystal(child, psym, n, max_strain, cell_in_parent)
     else:
         H, Q, eps, ref, pidx, u = _match_molecule(child, psym)
     limit = max_displacement if max_displacement is not None else 0.5 * _shortest_distance(psym.atoms)

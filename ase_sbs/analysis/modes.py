@@ -249,7 +249,7 @@ def _subgroup_name(setting: Setting, elements) -> tuple[str, str]:
 def decompose(child: Atoms, parent, symprec: float = 1e-3, threshold: float = 1e-6,
               channels: list[DistortionChannel] | None = None,
               max_strain: float = 0.3, max_displacement: float | None = None, supercell: bool = True,
-              supercell_channels: tuple | None = None) -> ModeDecomposition:
+              supercell_channels: tuple | None = None, cell_in_parent=None) -> ModeDecomposition:
     """Symmetry-mode decomposition of ``child`` relative to ``parent`` (module docstring).
 
     Args:
@@ -266,9 +266,12 @@ def decompose(child: Atoms, parent, symprec: float = 1e-3, threshold: float = 1e
         max_strain: largest principal stretch |U − 1| of the child's cell against the
             parent's lattice (0.3: 30 %; ``ase-sbs modes --max-strain``).
         max_displacement: largest atomic displacement (Å) accepted, as for ``match``.
+        cell_in_parent: the child's cell in the parent's lattice basis when known, as for
+            ``match`` (skips the lattice search).
     """
     try:
-        m = match(child, parent, symprec=symprec, max_strain=max_strain, max_displacement=max_displacement)
+        m = match(child, parent, symprec=symprec, max_strain=max_strain, max_displacement=max_displacement,
+                  cell_in_parent=cell_in_parent)
     except SBSInputError as exc:
         if "raise max_strain" not in str(exc):
             raise

@@ -251,10 +251,11 @@ def attach_modes(phases: list[Phase], run: Run) -> None:
 
     root = run.root
     cache = None if root.supercell is None else (root, run.root_channels)
+    cell = np.eye(3, dtype=int) if root.supercell is None else root.supercell  # phases are in the setting's cell
     for ph in phases:
         try:
             ph.modes = decompose(ph.atoms, root.parent, symprec=root.parent.symprec, channels=run.root_k0_channels,
-                                 max_strain=0.5, supercell_channels=cache).as_dict()
+                                 max_strain=0.5, supercell_channels=cache, cell_in_parent=cell).as_dict()
         except SBSInputError as exc:
             ph.modes = {"error": str(exc)}
 
