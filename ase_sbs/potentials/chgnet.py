@@ -23,8 +23,8 @@ line instead of failing inside pymatgen with a singular lattice.
 Batches: :class:`CHGNetBatched` builds one ``CrystalGraph`` per structure with the
 model's own graph converter (atom graph 6 Å, bond graph 3 Å; the same graphs its ASE
 calculator builds) and runs ``model.forward`` once on the list (chgnet's
-``BatchedGraph``), with energies, forces and stresses in one backward pass. CHGNet needs a
-periodic cell: a molecule is refused.
+``BatchedGraph``): the energies of the whole batch from one forward pass, forces and
+stresses from autograd through it. CHGNet needs a periodic cell: a molecule is refused.
 """
 
 from __future__ import annotations

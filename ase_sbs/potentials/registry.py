@@ -1,18 +1,16 @@
 """Named potentials: a registry of built-in names, extended by plugins, plus NequIP model
 files and any ASE calculator object.
 
-Built-in names (``ase-sbs potentials`` lists them with what is installed here):
+Built-in names (``ase-sbs potentials`` lists them with what is installed here), each with
+the package that provides it and the weights, which ship inside that package's wheel:
 
-=====================  ==========  ==============================================  =======
-name                   package     weights (shipped in the package's wheel)        batches
-=====================  ==========  ==============================================  =======
-``emt``                ase         ASE's EMT (Al, Cu, Ag, Au, Ni, Pd, Pt)           no
-``7net-0``             sevenn      SevenNet-0 (11Jul2024)                          yes
-``7net-l3i5``          sevenn      SevenNet-l3i5                                   yes
-``7net-mf-0:PBE``      sevenn      SevenNet-MF-0, fidelity PBE or ``:R2SCAN``      yes
-``chgnet``             chgnet      CHGNet 0.3.0 (``pip install 'ase-sbs[chgnet]'``) yes
-``chgnet-r2scan``      chgnet      CHGNet r2SCAN transfer-learned                  yes
-=====================  ==========  ==============================================  =======
+- ``emt``: ase, ASE's EMT (Al, Cu, Ag, Au, Ni, Pd, Pt); not batched (the ASE runner);
+- ``7net-0``: sevenn, SevenNet-0 (11Jul2024); batched;
+- ``7net-l3i5``: sevenn, SevenNet-l3i5; batched;
+- ``7net-mf-0:PBE``, ``7net-mf-0:R2SCAN``: sevenn, SevenNet-MF-0 at either fidelity (the
+  option is required); batched, the fidelity passed to the batched model;
+- ``chgnet``: chgnet (``pip install 'ase-sbs[chgnet]'``), CHGNet 0.3.0; batched;
+- ``chgnet-r2scan``: chgnet, CHGNet's r2SCAN transfer-learned weights; batched.
 
 ``auto`` picks EMT when it covers every element as a metal, otherwise SevenNet-0. A name
 takes an option after its first colon (``7net-mf-0:R2SCAN``; case-insensitive, as the
@@ -26,12 +24,15 @@ entry-point group; the entry point names a factory ``(device: str, option: str |
 test suite's ``tests/data/sbs_plugin_demo`` is a complete example package). That is how
 ORB, MatterSim, fairchem, MACE or a lab's own model plug in by name.
 
-MACE: ``mace-torch`` pins ``e3nn==0.4.4``, and NequIP ≥ 0.19 and SevenNet require a
-newer e3nn, so MACE cannot be installed next to ase_sbs's own dependencies. A MACE user
-either runs ase_sbs in a separate environment without NequIP/SevenNet models and passes
-``MACECalculator`` objects through the Python API (any ASE calculator works, evaluated
-by the ASE runner), or, once a MACE release accepts the e3nn ase_sbs needs, registers it
-from their own package with the entry point above.
+MACE: ``mace-torch`` pins ``e3nn==0.4.4``, while ase_sbs itself (its symmetry-breaking
+objects are e3nn irreps), NequIP ≥ 0.19 and SevenNet need e3nn ≥ 0.5, so MACE cannot be
+installed in ase_sbs's environment. A MACE user keeps MACE in an environment of its own
+and reaches it as an ASE calculator across processes, for example ASE's socket
+calculator (``ase.calculators.socketio.SocketIOCalculator`` on the ase_sbs side, a
+``SocketClient`` driving ``MACECalculator`` on the other), passed as a calculator object
+through the Python API or given a name by a small plugin of their own whose factory
+returns it; it then runs through the ASE runner (no batching). A MACE release that
+accepts a current e3nn registers directly through the entry point.
 
 A :class:`Potential` carries its calculator, name, the elements it covers (chemical
 symbols; None: unknown), its source (package, version, weights) and optionally the
@@ -121,9 +122,9 @@ class PotentialSpec:
                 raise SBSInputError(f"{self.name} needs an option: " + " or ".join(f"{self.name}:{o}"
                                                                                    for o in self.options))
             return None
-        match = [o for o in self.options if o.lower() == option.lower()]
         if not self.options:
             raise SBSInputError(f"{self.name} takes no option (got {self.name}:{option})")
+        match = [o for o in self.options if o.lower() == option.lower()]
         if not match:
             raise SBSInputError(f"{self.name}: unknown option {option!r}; use "
                                 + " or ".join(f"{self.name}:{o}" for o in self.options))
@@ -159,15 +160,17 @@ class PotentialSpec:
             raise SBSInputError(f"the plugin potential {self.name} ({self.plugin}, from {self.package}) failed to "
                                 f"load: {type(exc).__name__}: {exc}") from exc
         name, source = self.full_name(option), self.source(option)
-        if isinstance(made, Potential):
-            made.name = made.name or name
+        elements = self.elements(option) if self.elements is not None else None
+        elements = frozenset(elements) if elements is not None else None
+        if isinstance(made, Potential):  # named as --calc names it (results are tagged with that name)
+            made.name = name
             made.source = made.source or source
+            made.elements = made.elements if made.elements is not None else elements
             return made
         if not (hasattr(made, "get_potential_energy") or hasattr(made, "calculate")):
             raise SBSInputError(f"the potential {self.name} ({self.plugin or self.package}) returned "
                                 f"{type(made).__name__}, neither an ASE calculator nor a Potential")
-        elements = self.elements(option) if self.elements is not None else None
-        return Potential(made, name, frozenset(elements) if elements is not None else None, source)
+        return Potential(made, name, elements, source)
 
 
 def _emt(device: str, option: str | None):
