@@ -240,6 +240,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="output directory (default: a fresh temporary one)")
     p.add_argument("--json", help="write the profile as JSON here")
     p.add_argument("--tree", help="write the tree (text) here")
+    p.add_argument("--check", choices=["needed", "all"], default="needed",
+                   help="the cascade's curvature checks: needed (default) or all nodes")
+    p.add_argument("--expand", choices=["below", "all"], default="below", help="the cascade's expansions")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="an ExploreSettings field for this run (repeatable), e.g. release_fmax=1e-3")
     args = p.parse_args(argv)
@@ -271,8 +274,9 @@ def main(argv=None) -> int:
     PROF.counts.pop("setup", None)
     PROF.mark = t0 = time.perf_counter()
     supercell = args.supercell if len(args.supercell) == 3 else np.reshape(args.supercell, (3, 3))
+    budget = {"check": args.check, "expand": args.expand}
     ex = ase_sbs.break_symmetry(atoms, pot, supercell=supercell, cascade=True, max_depth=args.max_depth, out=out,
-                                progress=False, engine=args.engine, **extra)
+                                progress=False, engine=args.engine, budget=budget, **extra)
     wall = time.perf_counter() - t0
     PROF.set_row("unit")
     unit_after = t40(pot.calc, atoms)
@@ -303,7 +307,7 @@ def main(argv=None) -> int:
     totals["structures_per_call"] = totals["structures"] / totals["model_calls"] if totals["model_calls"] else 0.0
     result = {
         "structure": args.structure, "supercell": args.supercell, "max_depth": args.max_depth,
-        "potential": pot.name, "threads": args.threads, "engine": ex.runner, "settings": extra,
+        "potential": pot.name, "threads": args.threads, "engine": ex.runner, "settings": extra, "budget": budget,
         "t40_s": unit, "t40_before_s": unit_before, "t40_after_s": unit_after,
         "wall_s": wall, "wall_t40": wall / unit, "nodes": len(ex.tree.nodes) if ex.tree else 0,
         "ground_state": None if ex.tree is None or ex.tree.ground_state is None
@@ -328,8 +332,11 @@ def main(argv=None) -> int:
 
 def format_profile(result: dict) -> str:
     u = result["t40_s"]
+    budget = result.get("budget") or {}
+    options = "".join(f" --{k} {v}" for k, v in budget.items())
     head = (f"{result['structure']} {'x'.join(map(str, result['supercell']))} --cascade --max-depth "
-            f"{result['max_depth']} [{result['potential']}, {result['engine']} runner, {result['threads']} thread(s)]\n"
+            f"{result['max_depth']}{options} [{result['potential']}, {result['engine']} runner, "
+            f"{result['threads']} thread(s)]\n"
             f"t40 = {u:.3f} s (before {result['t40_before_s']:.3f}, after {result['t40_after_s']:.3f}); "
             f"wall {result['wall_s']:.1f} s = {result['wall_t40']:.0f} t40; {result['nodes']} nodes; "
             f"ground state {result['ground_state']}")

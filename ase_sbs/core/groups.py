@@ -19,21 +19,33 @@ import numpy as np
 
 
 def bits(mask: int) -> list[int]:
-    """Indices of the set bits of ``mask``, ascending."""
-    out, i = [], 0
+    """Indices of the set bits of ``mask``, ascending (one step per set bit)."""
+    out = []
     while mask:
-        if mask & 1:
-            out.append(i)
-        mask >>= 1
-        i += 1
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
     return out
 
 
 def mask_of(indices) -> int:
-    m = 0
-    for i in indices:
-        m |= 1 << int(i)
-    return m
+    """The bitmask of element ``indices``."""
+    idx = indices if isinstance(indices, np.ndarray) else np.fromiter((int(i) for i in indices), dtype=np.int64)
+    idx = idx.astype(np.int64, copy=False).ravel()
+    if len(idx) < 32:
+        m = 0
+        for i in idx.tolist():
+            m |= 1 << i
+        return m
+    flags = np.zeros(int(idx.max()) + 1, dtype=bool)
+    flags[idx] = True
+    return int.from_bytes(np.packbits(flags, bitorder="little").tobytes(), "little")
+
+
+def masks_of_rows(flags: np.ndarray) -> list[int]:
+    """The bitmask of each row of a boolean matrix (row r: elements with ``flags[r, i]``)."""
+    packed = np.packbits(np.asarray(flags, dtype=bool), axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in packed]
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,8 +153,11 @@ class FiniteGroup:
 
     def conjugates(self, mask: int, within: int | None = None) -> tuple[int, ...]:
         """Distinct conjugates of ``mask`` by elements of ``within`` (default: the group)."""
-        within = self.full if within is None else within
-        return tuple(sorted({self.conjugate(mask, s) for s in bits(within)}))
+        conj = self.conjugation if within is None else self.conjugation[bits(within)]
+        images = conj[:, bits(mask)]  # (conjugating elements, |H|)
+        flags = np.zeros((len(images), self.order), dtype=bool)
+        np.put_along_axis(flags, images, True, axis=1)
+        return tuple(sorted(set(masks_of_rows(flags))))
 
     def conjugacy_classes_of_subgroups(self, within: int | None = None) -> list[tuple[int, ...]]:
         """Subgroups of the group ``within`` (default all) partitioned into classes under

@@ -86,7 +86,9 @@ class CascadeBudget:
 
     Attributes:
         max_depth: levels below the root.
-        max_relaxations: relaxations run (None: no limit); the node being expanded finishes.
+        max_relaxations: relaxations of the whole exploration, the root level's included
+            (None: no limit): no node is expanded once they are reached (one being
+            expanded finishes).
         max_seconds: wall time (None: no limit), checked before each expansion.
         expand: ``below`` (nodes below the lowest local minimum) or ``all``.
         check: ``needed`` (nodes up to the lowest local minimum) or ``all``.
@@ -181,7 +183,8 @@ class Tree:
         lowest_local_minimum: the lowest checked local minimum (may lie above ``lowest``).
         verdict: :class:`TreeVerdict`.
         unexplored: nodes with unstable channels left unexplored, with the reason.
-        relaxations: relaxations run (or taken from the store) by the cascade below the root.
+        relaxations: relaxations of the exploration, the root level's included (run, or
+            taken from the store).
     """
 
     nodes: list[Node]
@@ -238,7 +241,7 @@ def cascade_tree(root: Level, run: Run, budget: CascadeBudget | int = 3, root_he
                   expansion=Expansion.EXPLORED if unstable else Expansion.NONE_NEEDED,
                   point_group_order=ref.point_group_order, relaxation_key=ref.key, atoms=parent.atoms)]
     work: dict[int, _Work] = {}
-    relaxations = 0
+    relaxations = len(root.relaxations)
 
     def add_phases(level: Level, from_id: int, depth: int) -> None:
         for phase in level.phases:

@@ -248,10 +248,34 @@ def channel_matches_kpoint(channel: DistortionChannel, k, setting: Setting | Non
 
 def representation_on(setting: Setting, channels, one_copy: bool = True) -> np.ndarray:
     """(|G|, n, n): ρ(g) on the span of ``channels`` (one channel or several), in the
-    channels' own bases: one copy of each irrep (``one_copy``) or every copy."""
+    channels' own bases: one copy of each irrep (``one_copy``) or every copy. A channel's
+    own block is computed once per setting and reused (ρ on a direct sum is block
+    diagonal: the channels are G-invariant)."""
     chans = [channels] if isinstance(channels, DistortionChannel) else list(channels)
-    V = setting.distortion_basis.T @ np.concatenate([c.copies[0] if one_copy else c.basis for c in chans], axis=1)
-    return np.einsum("ai,gab,bj->gij", V, setting.representation, V)
+    blocks = [_channel_representation(setting, c, one_copy) for c in chans]
+    if len(blocks) == 1:
+        return blocks[0]
+    n = sum(b.shape[1] for b in blocks)
+    out = np.zeros((setting.order, n, n))
+    start = 0
+    for b in blocks:
+        d = b.shape[1]
+        out[:, start:start + d, start:start + d] = b
+        start += d
+    return out
+
+
+def _channel_representation(setting: Setting, channel: DistortionChannel, one_copy: bool) -> np.ndarray:
+    """ρ(g) = Vᵀ R(g) V on one channel (V its basis in W's coordinates), by batched matrix
+    products; kept with the setting (and freed with it), read-only."""
+    key = (id(channel), one_copy)
+    hit = setting.block_cache.get(key)
+    if hit is None:
+        V = setting.distortion_basis.T @ (channel.copies[0] if one_copy else channel.basis)
+        out = V.T[None] @ setting.representation @ V[None]
+        out.flags.writeable = False
+        hit = setting.block_cache[key] = (channel, out)  # the channel kept: its id stays its own
+    return hit[1]
 
 
 def distortion_representation(structure) -> tuple[np.ndarray, np.ndarray]:

@@ -184,6 +184,11 @@ class Setting:
         return M
 
     @cached_property
+    def block_cache(self) -> dict:
+        """Computations on this setting kept for reuse (channel representations)."""
+        return {}
+
+    @cached_property
     def representation(self) -> np.ndarray:
         """(|G|, D, D): G on the distortion space W in the basis ``distortion_basis``."""
         Q = self.distortion_basis
