@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -69,7 +70,8 @@ class Engine:
         if isinstance(potential, str):
             potential = get_potential(potential, device=str(self.device))
         self.potential = batched_potential(potential, device=str(self.device))
-        self.energy = SumTerm([ModelTerm(self.potential), BiasTerm()])
+        self.model, self.bias = ModelTerm(self.potential), BiasTerm()
+        self.energy = SumTerm([self.model, self.bias])  # E = E_model + E_sb(λ); the bias part is kept apart too
         self.limits = limits or BatchLimits()
         self.optimizer = optimizer
         self.fire = fire or FireParams()
@@ -130,12 +132,12 @@ class Engine:
         """Energies (G,), forces (N, 3) and stresses (G, 3, 3) of model + bias at each job's
         structure and first stage, symmetrized onto each job's group (one batch)."""
         check_jobs(jobs, self.potential.elements(), self.potential.name)
-        energy, forces, stress, *_ = self.evaluate([self.slot(i, j) for i, j in enumerate(jobs)])
-        return energy, forces, stress
+        ev = self.evaluate([self.slot(i, j) for i, j in enumerate(jobs)])
+        return ev.energy, ev.forces, ev.stress
 
-    def evaluate(self, slots: list[Slot]):
-        """Energies (G,), forces (N, 3), stresses (G, 3, 3) of model + bias, symmetrized;
-        also the deformation gradients, the cells and the structure of each atom."""
+    def evaluate(self, slots: list[Slot]) -> "Evaluation":
+        """Model + bias (and the bias alone) of a batch, symmetrized, with the deformation
+        gradients, cells and structure of each atom they were evaluated at."""
         try:
             return self._evaluate_once(slots)
         except torch.cuda.OutOfMemoryError:
@@ -144,10 +146,9 @@ class Engine:
             torch.cuda.empty_cache()
             half = (len(slots) + 1) // 2
             self._cap = min(self._cap, half)  # admit no more than this from now on
-            a, b = self.evaluate(slots[:half]), self.evaluate(slots[half:])
-            return (*(torch.cat([a[k], b[k]]) for k in range(5)), torch.cat([a[5], b[5] + half]))
+            return Evaluation.join(self.evaluate(slots[:half]), self.evaluate(slots[half:]))
 
-    def _evaluate_once(self, slots: list[Slot]):
+    def _evaluate_once(self, slots: list[Slot]) -> "Evaluation":
         dev = self.device
         filters = [s.filter for s in slots]
         Fs, pos, cells, graph = batch_structures(filters)
@@ -160,33 +161,47 @@ class Engine:
         if rc > 0:
             graphs.cutoff = rc
             graphs.src, graphs.dst, graphs.shifts = radius_graph(pos, cells, ptr, periodic, rc)
-        energy, forces, stress = self.energy.evaluate(Batch(graphs, jobs, [s.strength for s in slots]))
+        strengths = [s.strength for s in slots]
+        batch = Batch(graphs, jobs, strengths)
+        (e_m, f_m, s_m), (e_b, f_b, s_b) = self.model.evaluate(batch), self.bias.evaluate(batch)
         self.evaluations.append(len(slots))
         key = tuple(s.uid for s in slots)
         if self._constraint is None or self._constraint[0] != key:
             self._constraint = (key, BatchSymmetryConstraint([j.symmetrizer for j in jobs], sizes, dev, self.dtype))
-        constraint = self._constraint[1]
-        return energy, constraint.adjust_forces(forces), constraint.adjust_stress(stress), Fs, cells, graph
+        c = self._constraint[1]
+        f_b, s_b = c.adjust_forces(f_b), c.adjust_stress(s_b)
+        return Evaluation(e_m + e_b, c.adjust_forces(f_m) + f_b, c.adjust_stress(s_m) + s_b, e_b, f_b, s_b,
+                          strengths, Fs, cells, graph, ptr)
 
     def step(self, slots: list[Slot]) -> None:
         """One round: one evaluation of the batch, then per structure: converged or out of
-        steps → next stage (re-evaluated next round), otherwise one optimizer step."""
+        steps → next stage, otherwise one optimizer step. A new stage starts at the
+        structure just evaluated, so its forces are the evaluation's with the bias scaled
+        to the new λ (E_sb is linear in λ): no second evaluation of the model."""
         if not slots:
             return
-        energy, forces, stress, Fs, cells, graph = self.evaluate(slots)
-        rows, fmax = generalized_forces([s.filter for s in slots], forces, stress, Fs, cells, graph)
-        fmax_host = fmax.cpu().tolist()
-        energy_host = energy.cpu().tolist()
+        ev = self.evaluate(slots)
+        rows, fmax = generalized_forces([s.filter for s in slots], ev.forces, ev.stress, ev.Fs, ev.cells, ev.graph)
         stepping = []
-        for g, s in enumerate(slots):
-            s.last_fmax = fmax_host[g]
-            s.energy = energy_host[g]
-            spec = s.stage_spec
-            converged = fmax_host[g] < spec.fmax
-            if converged or s.nsteps >= spec.max_steps:
+        pending = [(s, g, rows[g], float(fmax[g]), float(ev.energy[g])) for g, s in enumerate(slots)]
+        while pending:
+            again = []
+            for s, g, gen, fm, e in pending:
+                s.last_fmax, s.energy = fm, e
+                spec = s.stage_spec
+                converged = fm < spec.fmax
+                if not (converged or s.nsteps >= spec.max_steps):
+                    stepping.append((s, gen))
+                    continue
                 s.finish_stage(converged)
-                continue
-            stepping.append((s, rows[g]))
+                if s.done or not ev.scalable(g, s.strength):
+                    continue  # finished, or a bias the evaluation did not have: evaluated next round
+                energy, forces, stress = ev.at(g, s.strength)
+                eye = torch.eye(3, dtype=self.dtype, device=self.device)[None]
+                r, f = generalized_forces([s.filter], forces, stress[None], eye, s.filter.cell0[None],
+                                          torch.zeros(s.n, dtype=torch.long, device=self.device))
+                again.append((s, g, r[0], float(f[0]), energy))
+            pending = again
         groups: dict = {}
         for s, gen in stepping:
             groups.setdefault((s.filter.rows, s.filter.has_cell), []).append((s, gen))
@@ -202,6 +217,47 @@ class Engine:
             for s, d in zip(ss, dr.unbind(0)):
                 s.filter.step(d)
                 s.nsteps += 1
+
+
+@dataclass
+class Evaluation:
+    """One evaluation of a batch: the totals (model + bias, symmetrized) and the bias part
+    alone at the strengths λ it was evaluated with; the deformation gradients, cells,
+    structure of each atom and atom offsets."""
+
+    energy: torch.Tensor
+    forces: torch.Tensor
+    stress: torch.Tensor
+    bias_energy: torch.Tensor
+    bias_forces: torch.Tensor
+    bias_stress: torch.Tensor
+    strengths: list
+    Fs: torch.Tensor
+    cells: torch.Tensor
+    graph: torch.Tensor
+    ptr: list
+
+    def scalable(self, g: int, strength: float) -> bool:
+        """The totals at another λ follow from this evaluation (λ was not 0, or is 0 now)."""
+        return self.strengths[g] != 0.0 or strength == 0.0
+
+    def at(self, g: int, strength: float):
+        """(energy, forces (n, 3), stress (3, 3)) of structure ``g`` with the bias at
+        ``strength``: E = E_model + (λ/λ₀) E_sb(λ₀)."""
+        a, b = self.ptr[g], self.ptr[g + 1]
+        scale = (strength / self.strengths[g] - 1.0) if self.strengths[g] != 0.0 else 0.0
+        return (float(self.energy[g] + scale * self.bias_energy[g]),
+                self.forces[a:b] + scale * self.bias_forces[a:b], self.stress[g] + scale * self.bias_stress[g])
+
+    @staticmethod
+    def join(a: "Evaluation", b: "Evaluation") -> "Evaluation":
+        n = len(a.strengths)
+        cat = torch.cat
+        return Evaluation(cat([a.energy, b.energy]), cat([a.forces, b.forces]), cat([a.stress, b.stress]),
+                          cat([a.bias_energy, b.bias_energy]), cat([a.bias_forces, b.bias_forces]),
+                          cat([a.bias_stress, b.bias_stress]), a.strengths + b.strengths, cat([a.Fs, b.Fs]),
+                          cat([a.cells, b.cells]), cat([a.graph, b.graph + n]),
+                          a.ptr + [p + a.ptr[-1] for p in b.ptr[1:]])
 
 
 def relax(jobs: list[RelaxJob], potential, device: str = "cpu", limits: BatchLimits | None = None,
