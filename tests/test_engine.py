@@ -259,10 +259,14 @@ def test_bcc_cu_explore_through_the_batched_engine_matches_the_ase_path(cu_bcc):
     for a, b in zip(ase_path.phases, batched.phases):
         assert abs(a.delta_energy_per_atom_eV - b.delta_energy_per_atom_eV) < 5e-4
         assert a.n_variants == b.n_variants and a.spontaneous == b.spontaneous
-    assert [r.status for r in batched.relaxations] == [r.status for r in ase_path.relaxations]
+    # one after the other, a relaxation stops at a phase an earlier one found (merged); in one
+    # batch they all run together: both reach the same phases, which list every target
+    reached = [["broken" if r.status == "merged" else r.status for r in ex.relaxations] for ex in (batched, ase_path)]
+    assert reached[0] == reached[1] and any(r.status == "merged" for r in ase_path.relaxations)
+    assert [p.targets for p in batched.phases] == [p.targets for p in ase_path.phases]
     da, db = ase_path.as_dict(), batched.as_dict()
     assert da.keys() == db.keys() and da["relaxations"][0].keys() == db["relaxations"][0].keys()
-    assert set(batched.relaxations[0].steps) == set(ase_path.relaxations[0].steps)
+    assert set(batched.relaxations[0].steps) <= set(ase_path.relaxations[0].steps) | {"release"}
     assert all(r.converged for r in batched.relaxations)
 
 

@@ -1,9 +1,13 @@
-"""bias -> ASE: SBSCalculator, any ASE calculator plus the symmetry-breaking bias.
+"""bias -> ASE: the symmetry-breaking bias as an energy term of its own
+(:class:`BiasCalculator`, E_sb alone), and :class:`SBSCalculator`, any ASE calculator
+plus that term.
 
-E = E_model(x) + E_sb(x; b, λ), with forces and stress summed; ``strength`` (λ, eV)
-may change between steps (annealing). With ``symmetrize`` the forces and stress are
+E = E_model(x) + E_sb(x; b, λ), with forces and stress summed — what ASE's
+``SumCalculator([calc, BiasCalculator(...)])`` gives, periodic or not; ``strength`` (λ,
+eV) may change between steps (annealing). With ``symmetrize`` the forces and stress are
 projected onto a subgroup, so float32 noise in the model cannot break the symmetry
-further than b does.
+further than b does (the relaxations put the same projection on the atoms as a
+constraint instead, :class:`~ase_sbs.relax.constraints.SymmetryConstraint`).
 
 Everything is checked when the calculator is made, each with one :class:`SBSInputError`:
 the model is a calculator instance; the irreps parse in e3nn (its message quoted); b is
@@ -72,6 +76,55 @@ def _checked_strength(value) -> float:
     return strength
 
 
+class BiasCalculator(Calculator):
+    """E_sb = −λ ⟨b, D(x)⟩ alone (eV, eV/Å, eV/Å³ in ASE's sign), an ASE calculator to
+    compose with a model (ASE's ``SumCalculator``). Arguments and checks as
+    :class:`SBSCalculator`'s, without the model."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, sbs_object, irreps: str, strength: float = 0.0, descriptor: BiasDescriptor | None = None,
+                 device: str = "cpu", **kwargs):
+        super().__init__(**kwargs)
+        parsed = _parsed_irreps(irreps)
+        self.sbs_object = _checked_object(sbs_object, irreps, parsed.dim)
+        self.irreps = irreps
+        carried = getattr(descriptor, "irreps_out", None)
+        if carried is not None and carried != parsed.simplify():
+            raise SBSInputError(f"the descriptor carries irreps {carried}, the SBS object {irreps!r}; pass a "
+                                f"BiasDescriptor({irreps!r}) or none")
+        self.descriptor = descriptor if descriptor is not None else BiasDescriptor(irreps)
+        self.device = device
+        self._strength = _checked_strength(strength)
+
+    @property
+    def strength(self) -> float:
+        return self._strength
+
+    @strength.setter
+    def strength(self, value: float) -> None:
+        value = _checked_strength(value)
+        if value != self._strength:
+            self._strength = value
+            self.reset()
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        if self.sbs_object.ndim == 2 and len(self.sbs_object) != len(self.atoms):
+            raise SBSInputError(f"per-atom SBS objects for {len(self.sbs_object)} atoms on a structure of "
+                                f"{len(self.atoms)}; use the objects of this structure's setting")
+        n = len(self.atoms)
+        if self._strength != 0.0:
+            bias = evaluate_bias(self.atoms, self.sbs_object, self.irreps, self._strength, self.descriptor,
+                                 device=self.device)
+            energy, forces, stress = float(bias.energy), bias.forces, bias.stress
+        else:
+            energy, forces, stress = 0.0, np.zeros((n, 3)), np.zeros((3, 3))
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
+        if self.atoms.pbc.all():
+            self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
+
+
 class SBSCalculator(Calculator):
     """Wrap ``calc`` and add E_sb = −λ ⟨b, D(x)⟩.
 
@@ -98,36 +151,29 @@ class SBSCalculator(Calculator):
                  symmetrize: Symmetrizer | None = None, descriptor: BiasDescriptor | None = None,
                  device: str = "cpu", **kwargs):
         super().__init__(**kwargs)
-        parsed = _parsed_irreps(irreps)
         self.calc = _checked_calculator(calc)
-        self.sbs_object = _checked_object(sbs_object, irreps, parsed.dim)
-        self.irreps = irreps
-        carried = getattr(descriptor, "irreps_out", None)
-        if carried is not None and carried != parsed.simplify():
-            raise SBSInputError(f"the descriptor carries irreps {carried}, the SBS object {irreps!r}; pass a "
-                                f"BiasDescriptor({irreps!r}) or none")
-        self.descriptor = descriptor if descriptor is not None else BiasDescriptor(irreps)
+        self.bias = BiasCalculator(sbs_object, irreps, strength, descriptor, device)
         self.symmetrize = symmetrize
-        self.device = device
-        self._strength = _checked_strength(strength)
         self.bias_results: dict = {}
+
+    sbs_object = property(lambda self: self.bias.sbs_object)
+    irreps = property(lambda self: self.bias.irreps)
+    descriptor = property(lambda self: self.bias.descriptor)
+    device = property(lambda self: self.bias.device)
 
     @property
     def strength(self) -> float:
-        return self._strength
+        return self.bias.strength
 
     @strength.setter
     def strength(self, value: float) -> None:
-        value = _checked_strength(value)
-        if value != self._strength:
-            self._strength = value
+        before = self.bias.strength
+        self.bias.strength = value
+        if self.bias.strength != before:
             self.reset()
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        if self.sbs_object.ndim == 2 and len(self.sbs_object) != len(self.atoms):
-            raise SBSInputError(f"per-atom SBS objects for {len(self.sbs_object)} atoms on a structure of "
-                                f"{len(self.atoms)}; use the objects of this structure's setting")
         periodic = bool(self.atoms.pbc.all())
         model = self.atoms.copy()
         model.calc = self.calc
@@ -141,15 +187,13 @@ class SBSCalculator(Calculator):
                     "(NaN or infinity); check the structure and the potential"
                 )
         free_energy = float(getattr(self.calc, "results", {}).get("free_energy", energy))
-        if self._strength != 0.0:
-            bias = evaluate_bias(self.atoms, self.sbs_object, self.irreps, self._strength, self.descriptor,
-                                 device=self.device)
-            energy, free_energy = energy + bias.energy, free_energy + bias.energy
-            forces = forces + bias.forces
-            stress = stress + bias.stress
-            self.bias_results = {"energy": bias.energy, "forces": bias.forces, "stress": bias.stress}
-        else:
-            self.bias_results = {"energy": 0.0, "forces": np.zeros_like(forces), "stress": np.zeros((3, 3))}
+        term = self.atoms.copy()
+        term.calc = self.bias
+        b_energy, b_forces = term.get_potential_energy(), term.get_forces()
+        b_stress = voigt_6_to_full_3x3_stress(term.get_stress()) if periodic else np.zeros((3, 3))
+        self.bias_results = {"energy": b_energy, "forces": b_forces, "stress": b_stress}
+        energy, free_energy = energy + b_energy, free_energy + b_energy
+        forces, stress = forces + b_forces, stress + b_stress
         if self.symmetrize is not None:
             forces = self.symmetrize.forces(forces)
             stress = self.symmetrize.stress(stress)

@@ -13,7 +13,7 @@ against the root parent.
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -28,11 +28,13 @@ from ..setting.setting import Setting
 from .classify import (
     cell_multiplication,
     classify,
+    distortion,
     group_name,
     max_displacement,
     max_strain,
     one_phase,
     relaxation_status,
+    same_phase,
     variants,
 )
 from .plans import MemberPlan, member_job, member_plans
@@ -133,21 +135,84 @@ def plan_level(setting: Setting, channels: list, targets: list, reference: Refer
     return PlannedLevel(setting, reference, channels, targets, plans, relaxations, pending)
 
 
+MERGE_WITHIN = 0.01  # Å: a relaxation this close to a phase its level found, nearly still, is that phase
+MERGE_FMAX = 0.02  # eV/Å: "nearly still"
+
+
+class KnownPhases:
+    """The phases a level's relaxations have ended in so far, for the others to stop at.
+
+    A running relaxation (in its folded cell, unfolded into the setting's) stops when it
+    is within :data:`MERGE_WITHIN` Å of one of them up to G (:func:`~ase_sbs.explore.classify.same_phase`,
+    after a G-invariant fingerprint — sorted displacement lengths per species and the
+    strain's eigenvalues — rules most out), its largest generalized force below
+    :data:`MERGE_FMAX` and its energy per atom (without the bias) within 3 ``energy_tol``:
+    it would end there, so it is recorded as ``merged`` into that phase."""
+
+    def __init__(self, setting: Setting, energy_tol: float):
+        self.setting = setting
+        self.energy_tol = energy_tol
+        self.phases: list = []  # (key, structure, energy per atom, fingerprint)
+
+    def fingerprint(self, structure) -> np.ndarray:
+        u, eps = distortion(self.setting, structure)
+        labels = self.setting.labels
+        lengths = np.linalg.norm(u, axis=1)
+        parts = [np.sort(lengths[labels == z]) for z in np.unique(labels)]
+        scale = max(self.setting.atoms.cell.lengths()) if self.setting.periodic else 0.0
+        return np.concatenate(parts + [np.linalg.eigvalsh(eps) * scale])
+
+    def add(self, key: str, structure, energy_per_atom: float) -> None:
+        self.phases.append((key, structure, energy_per_atom, self.fingerprint(structure)))
+
+    def match(self, structure, energy_per_atom: float) -> str | None:
+        if not self.phases:
+            return None
+        fp = self.fingerprint(structure)
+        for key, known, e, kfp in self.phases:
+            if abs(e - energy_per_atom) < 3 * self.energy_tol and np.abs(kfp - fp).max() <= 2 * MERGE_WITHIN \
+                    and same_phase(self.setting, known, structure, MERGE_WITHIN):
+                return key
+        return None
+
+
 def run_levels(planned: list[PlannedLevel], run: Run) -> list[Level]:
     """Run the pending relaxations of several levels in one call of the runner (a batch
-    fills from all of them), save each as it finishes, and classify every level."""
+    fills from all of them), save each as it finishes, and classify every level; a
+    relaxation that reaches a phase its level already found stops there (:class:`KnownPhases`)."""
     work = [(lv, i, key, job) for lv in planned for i, key, job in lv.pending]
     bar = progress_bar(len(work), run.progress and bool(work))
+    known = {id(lv): KnownPhases(run.root, run.settings.energy_tol) for lv in planned}
+    for lv in planned:
+        for i, r in enumerate(lv.relaxations):
+            if r is not None and r.status == "broken":
+                known[id(lv)].add(r.key, unfold(lv.plans[i].folded, r.atoms), r.energy_per_atom)
+    reached: dict = {}
+
+    def monitor_for(k):
+        lv, i, _, _ = work[k]
+
+        def monitor(atoms, fmax, energy):
+            if fmax > MERGE_FMAX:
+                return False
+            key = known[id(lv)].match(unfold(lv.plans[i].folded, atoms), energy / len(atoms))
+            if key is not None:
+                reached[k] = key
+            return key is not None
+        return monitor
 
     def done(k, result):
         lv, i, key, _ = work[k]
-        r = _relaxation(lv.plans[i], result, lv.reference, lv.setting, run.settings, key)
+        r = _relaxation(lv.plans[i], result, lv.reference, lv.setting, run.settings, key, reached.get(k))
         run.store.save(key, r.todict(), r.atoms)
         lv.relaxations[i] = r
+        if r.status == "broken":
+            known[id(lv)].add(key, unfold(lv.plans[i].folded, r.atoms), r.energy_per_atom)
         bar.update(1)
 
     if work:
-        run.runner.relax([job for *_, job in work], on_done=done)
+        jobs = [replace(job, monitor=monitor_for(k)) for k, (*_, job) in enumerate(work)]
+        run.runner.relax(jobs, on_done=done)
     bar.close()
     return [Level(lv.setting, lv.reference, lv.channels, lv.targets, lv.plans, lv.relaxations,
                   _phases(lv.plans, lv.relaxations, lv.reference, run)) for lv in planned]
@@ -176,11 +241,13 @@ def _inactive(plan: MemberPlan, reference: Reference) -> Relaxation:
 
 
 def _relaxation(plan: MemberPlan, result, reference: Reference, setting: Setting, s: ExploreSettings,
-                key: str) -> Relaxation:
-    """Classify a finished member relaxation (saved under ``key``)."""
+                key: str, merged_into: str | None = None) -> Relaxation:
+    """Classify a finished member relaxation (saved under ``key``); one its monitor stopped
+    is ``merged`` into the relaxation ``merged_into``."""
     factors = s.factors
     steps = {f"lambda_x{f:g}": n for f, n in zip(factors, result.steps)}
-    steps["release"] = result.steps[-1]
+    if len(result.steps) > len(factors):  # a relaxation stopped early has no release stage
+        steps["release"] = result.steps[-1]
     field_sg = None
     if s.mode == "field":
         fs, _ = classify(result.snapshots[factors.index(max(factors))], s.classify_symprec)
@@ -192,6 +259,8 @@ def _relaxation(plan: MemberPlan, result, reference: Reference, setting: Setting
     status = relaxation_status(start, atoms, found, order, reference.spacegroup_number, reference.point_group_order,
                                result.energy / len(atoms), reference.energy_per_atom, bool(result.converged[-1]),
                                s.energy_tol, all(result.converged))
+    if result.stopped and merged_into is not None:
+        status = "merged"
     return Relaxation(
         **_common(plan), status=status, energy_eV=result.energy, spacegroup_number=found.spacegroup_number,
         spacegroup_symbol=found.spacegroup_symbol, point_group=found.crystal_class or found.schoenflies,
@@ -199,7 +268,7 @@ def _relaxation(plan: MemberPlan, result, reference: Reference, setting: Setting
         steps=steps, converged=bool(result.converged[-1]), max_displacement_A=max_displacement(start, atoms),
         max_strain=max_strain(start, atoms), field_spacegroup=field_sg, stages_converged=list(result.converged),
         cell_multiplication=cell_multiplication(found, len(setting.parent.atoms)) if setting.periodic else 1,
-        key=key, atoms=atoms)
+        key=key, merged_into=merged_into if status == "merged" else None, atoms=atoms)
 
 
 def _phases(plans: list[MemberPlan], relaxations: list[Relaxation], reference: Reference, run: Run) -> list[Phase]:
@@ -220,10 +289,15 @@ def _phases(plans: list[MemberPlan], relaxations: list[Relaxation], reference: R
                 break
         else:
             groups.append([i])
+    keys = {relaxations[i].key: g for g in groups for i in g}
+    for i, r in enumerate(relaxations):
+        if r.status == "merged" and r.merged_into in keys:
+            keys[r.merged_into].append(i)  # listed with the phase it reached
     phases = []
     for g in groups:
-        i = max(g, key=lambda k: (relaxations[k].point_group_order, relaxations[k].spacegroup_number or 0,
-                                  -relaxations[k].energy_per_atom))
+        i = max((k for k in g if relaxations[k].status == "broken"),
+                key=lambda k: (relaxations[k].point_group_order, relaxations[k].spacegroup_number or 0,
+                               -relaxations[k].energy_per_atom))
         r = relaxations[i]
         structure = structures[i]
         n_variants, images = variants(run.root, structure, tol=s.classify_symprec)

@@ -104,7 +104,8 @@ def _named(name: str) -> str:
 class Relaxation:
     """One relaxation of one SBS member (seed, anneal, release; then classified).
 
-    ``status``: ``broken`` (left the parent's symmetry), ``returned`` (back to the
+    ``status``: ``broken`` (left the parent's symmetry), ``merged`` (stopped where an
+    earlier relaxation of its level had ended: that phase, ``merged_into``), ``returned`` (back to the
     parent: stable in this channel), ``unconverged`` or ``bias_inactive`` (the object
     cannot push along any distortion here). ``atoms`` is the relaxed structure in the
     cell the relaxation ran in (the setting's cell folded by the target's translations).
@@ -133,6 +134,7 @@ class Relaxation:
     cell_multiplication: int = 1
     key: str | None = None  # its record in the output directory: relaxations/<key>.json
     stages_converged: list = field(default_factory=list)  # per stage, in order (empty in older records)
+    merged_into: str | None = None  # status merged: the key of the relaxation whose phase it reached
     atoms: Atoms | None = field(default=None, repr=False)
 
     @property
@@ -238,7 +240,7 @@ class ParentResult:
 
 SCHEMA = 1  # the version of the records todict writes; a record without one is version 1
 NOT_RECORDED = ("atoms", "variants")  # structures: files of their own
-RELAXATION_STATUSES = ("broken", "returned", "unconverged", "bias_inactive")
+RELAXATION_STATUSES = ("broken", "returned", "unconverged", "bias_inactive", "merged")
 
 
 def _todict(result) -> dict:

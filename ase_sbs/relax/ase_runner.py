@@ -3,9 +3,10 @@
 Every stage is ``BFGS(FrechetCellFilter(atoms), maxstep=0.1).run(fmax, steps)`` (the
 filter only for crystals with ``cell`` full or volume; BFGS's ``H0`` the job's initial
 Hessian at the first stage, the previous stage's with ``keep_hessian``) on an
-:class:`~ase_sbs.bias.calculator.SBSCalculator` (the model plus E_sb at the stage's λ,
-forces and stress symmetrized onto the job's group). It works with any ASE calculator;
-the batched engine follows the same trajectories.
+:class:`~ase_sbs.bias.calculator.SBSCalculator` (the model plus the bias term E_sb at the
+stage's λ), the job's group a :class:`~ase_sbs.relax.constraints.SymmetryConstraint` on
+the atoms (forces and stress symmetrized, as ASE's FixSymmetry). It works with any ASE
+calculator; the batched engine follows the same trajectories.
 """
 
 from __future__ import annotations
@@ -15,13 +16,20 @@ from ase import Atoms
 
 from ..bias.calculator import SBSCalculator
 from ..core.devices import resolve_device
+from .constraints import SymmetryConstraint
 from .jobs import RelaxJob, RelaxResult, check_jobs, optimizer_hessian
 
 
-def minimize(atoms: Atoms, calc, cell: str, fmax: float, max_steps: int,
-             hessian: np.ndarray | None = None) -> tuple[bool, int, np.ndarray]:
+class _Stopped(Exception):
+    """Raised by a job's monitor observer to end an ASE run early."""
+
+
+def minimize(atoms: Atoms, calc, cell: str, fmax: float, max_steps: int, hessian: np.ndarray | None = None,
+             monitor=None) -> tuple[bool, int, np.ndarray, bool]:
     """One ASE minimization of ``atoms`` in place, BFGS starting from ``hessian`` (in the
-    optimizer's coordinates; None: α·1): (converged, steps, the Hessian it ended with)."""
+    optimizer's coordinates; None: α·1); ``monitor(target)`` is called after every step
+    and ends the run when it returns True. Returns (converged, steps, the Hessian it
+    ended with, stopped)."""
     from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS
 
@@ -32,8 +40,17 @@ def minimize(atoms: Atoms, calc, cell: str, fmax: float, max_steps: int,
     opt = BFGS(target, logfile=None, maxstep=0.1)
     if hessian is not None:
         opt.H0 = np.array(hessian, dtype=float)
-    converged = bool(opt.run(fmax=fmax, steps=max_steps))
-    return converged, int(opt.nsteps), np.array(opt.H if opt.state is not None else opt.H0)
+    stopped = False
+    if monitor is not None:
+        def observe():
+            if opt.nsteps and monitor(target):
+                raise _Stopped
+        opt.attach(observe, interval=1)
+    try:
+        converged = bool(opt.run(fmax=fmax, steps=max_steps))
+    except _Stopped:
+        converged, stopped = False, True
+    return converged, int(opt.nsteps), np.array(opt.H if opt.state is not None else opt.H0), stopped
 
 
 class ASERunner:
@@ -64,24 +81,46 @@ class ASERunner:
 
     def _relax_one(self, job: RelaxJob) -> RelaxResult:
         atoms = job.atoms.copy()
+        atoms.set_constraint()
         b = np.zeros(1) if job.sbs_object is None else job.sbs_object
-        calc = SBSCalculator(self.calc, b, job.irreps or "0e", 0.0, symmetrize=job.symmetrizer,
-                             descriptor=job.descriptor, device=self.device)
+        calc = SBSCalculator(self.calc, b, job.irreps or "0e", 0.0, descriptor=job.descriptor, device=self.device)
+        if job.symmetrizer is not None:
+            atoms.set_constraint(SymmetryConstraint(job.symmetrizer))
         steps, converged, snapshots = [], [], []
         hessian = optimizer_hessian(job)
+        done_steps = [0]
+        stopped = False
+
+        def monitor(target):
+            done_steps[0] += 1
+            if done_steps[0] % job.monitor_every:
+                return False
+            f = target.get_forces()
+            model = calc.results["energy"] - calc.bias_results["energy"]
+            return bool(job.monitor(_plain(atoms), float(np.linalg.norm(f, axis=1).max()), float(model)))
+
         for stage in job.stages:
             calc.strength = stage.strength if job.sbs_object is not None else 0.0
-            ok, n, last = minimize(atoms, calc, job.cell, stage.fmax, stage.max_steps, hessian)
+            ok, n, last, stopped = minimize(atoms, calc, job.cell, stage.fmax, stage.max_steps, hessian,
+                                            monitor if job.monitor is not None else None)
             hessian = last if job.keep_hessian else None
             steps.append(n)
             converged.append(ok)
             if job.snapshots:
-                snap = atoms.copy()
-                snap.calc = None
-                snapshots.append(snap)
+                snapshots.append(_plain(atoms))
+            if stopped:
+                break
         energy = float(atoms.get_potential_energy())
+        if stopped:
+            energy -= float(calc.bias_results["energy"])
         fmax = float(np.linalg.norm(atoms.get_forces(), axis=1).max()) if len(atoms) else 0.0
-        out = atoms.copy()
-        out.calc = None
-        return RelaxResult(atoms=out, energy=energy, steps=steps, converged=converged, fmax=fmax,
-                           snapshots=snapshots)
+        return RelaxResult(atoms=_plain(atoms), energy=energy, steps=steps, converged=converged, fmax=fmax,
+                           snapshots=snapshots, stopped=stopped)
+
+
+def _plain(atoms: Atoms) -> Atoms:
+    """A copy without calculator and constraints."""
+    out = atoms.copy()
+    out.calc = None
+    out.set_constraint()
+    return out

@@ -116,7 +116,7 @@ class Engine:
             for s in active:
                 if s.done:
                     res = RelaxResult(atoms=s.atoms(), energy=s.energy, steps=s.steps, converged=s.converged,
-                                      fmax=s.last_fmax, snapshots=s.snapshots)
+                                      fmax=s.last_fmax, snapshots=s.snapshots, stopped=s.stopped)
                     results[s.index] = res
                     if on_done is not None:
                         on_done(s.index, res)
@@ -191,6 +191,12 @@ class Engine:
                 spec = s.stage_spec
                 converged = fm < spec.fmax
                 if not (converged or s.nsteps >= spec.max_steps):
+                    job = s.job
+                    if job.monitor is not None and s.total_steps and s.total_steps % job.monitor_every == 0:
+                        model_energy = e - float(ev.bias_energy[g]) * s.strength / (ev.strengths[g] or 1.0)
+                        if job.monitor(s.atoms(), fm, model_energy):
+                            s.stop(model_energy)
+                            continue
                     stepping.append((s, gen))
                     continue
                 s.finish_stage(converged)
@@ -217,6 +223,7 @@ class Engine:
             for s, d in zip(ss, dr.unbind(0)):
                 s.filter.step(d)
                 s.nsteps += 1
+                s.total_steps += 1
 
 
 @dataclass

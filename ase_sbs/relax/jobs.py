@@ -52,6 +52,10 @@ class RelaxJob:
             crystal 6 strain coordinates ε·ℓ, ℓ = V^{1/3}); None: ASE's α·1.
         keep_hessian: each stage's BFGS starts from the Hessian the previous stage ended
             with (one ASE run restarted from its own Hessian) instead of anew.
+        monitor: called as ``monitor(atoms, fmax, energy)`` every ``monitor_every``
+            optimizer steps (the structure now, its largest generalized force in eV/Å and
+            the potential's energy without the bias, eV); True ends the relaxation there
+            (``RelaxResult.stopped``).
     """
 
     atoms: Atoms
@@ -64,11 +68,15 @@ class RelaxJob:
     snapshots: bool = False
     hessian: np.ndarray | None = None
     keep_hessian: bool = False
+    monitor: object = None
+    monitor_every: int = 3
 
 
 @dataclass
 class RelaxResult:
-    """Final structure, energy (eV, at the last stage's λ), per-stage steps and convergence."""
+    """Final structure, energy (eV, at the last stage's λ; when ``stopped``, the potential's
+    without the bias), per-stage steps and convergence; ``stopped``: the job's monitor
+    ended it early."""
 
     atoms: Atoms
     energy: float
@@ -76,6 +84,7 @@ class RelaxResult:
     converged: list[bool]
     fmax: float
     snapshots: list = field(default_factory=list, repr=False)
+    stopped: bool = False
 
 
 HESSIAN_FLOOR = 1.0  # eV/Å²: the smallest |eigenvalue| of an initial Hessian (soft and zero modes)

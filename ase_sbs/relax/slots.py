@@ -38,6 +38,8 @@ class Slot:
         self.snapshots: list[Atoms] = []
         self.last_fmax = math.inf
         self.energy = 0.0
+        self.stopped = False
+        self.total_steps = 0
         self.filter = CellFilter(torch.as_tensor(a.positions, dtype=dtype, device=device),
                                  torch.as_tensor(np.asarray(a.cell), dtype=dtype, device=device),
                                  self.periodic and job.cell != "fixed", job.cell == "volume")
@@ -72,6 +74,14 @@ class Slot:
             self.filter.reset(*self.filter.structure())
             kept = self.state.H if self.optimizer == "bfgs" and self.job.keep_hessian else None
             self.state = self._new_state(kept)
+
+    def stop(self, energy: float) -> None:
+        """End the job now (its monitor said so), the current stage unconverged."""
+        self.steps.append(self.nsteps)
+        self.converged.append(False)
+        self.stage = len(self.job.stages)
+        self.stopped = True
+        self.energy = energy
 
     @property
     def done(self) -> bool:

@@ -12,6 +12,7 @@ from .tables import format_table
 from .tree import describe_tree, plot_tree
 
 MEANING = {
+    "merged": "reached a phase found before and stopped there (that phase lists it)",
     "returned": "returned to the parent: stable in this channel",
     "unconverged": "did not converge in the step budget (not a phase)",
     "bias_inactive": "the object cannot push along any distortion here",
@@ -72,7 +73,7 @@ def describe_exploration(ex) -> str:
             lines += [f"  {name}: {summary_of_dict(m)}" for name, m in decomposed]
     else:
         lines.append("phases        none: no relaxation left the parent's symmetry")
-    other = [r for r in ex.relaxations if r.status != "broken"]
+    other = [r for r in ex.relaxations if r.status not in ("broken", "merged")]
     if other:
         rows = []
         for r in other:
