@@ -2,12 +2,13 @@
 
 SrZrO3 on 2x2x2: the tree from the cubic parent is checked against an independent plain-ASE
 computation of the orthorhombic a⁻a⁻c⁺ phase (antiphase tilts about x and y, in-phase about
-z, built by hand), relaxed under FixSymmetry with a FrechetCellFilter. The cascade runs one
-level deep (``max_depth=1``): the root's single and coupled order parameters are relaxed
-and every phase found gets its own curvature check, which is what names a local minimum;
-exploring below every unstable one of them (the default three levels) takes hours on a CPU.
-BaTiO3 at k = 0: the three polar phases are one connected tree whose lowest node is a
-local minimum.
+z, built by hand), relaxed under FixSymmetry with a FrechetCellFilter. The cascade runs at
+its default depth, best first: the lowest phase found at the root, Pnma, is checked and is
+a local minimum below every other, so nothing is expanded; the single-tilt phases are in
+the tree above it. CaTiO3 on 2x2x2, one level deep: its lowest phase, Pnma, is unstable
+under SevenNet-0 (phonopy on the relaxed 20-atom cell gives five imaginary Γ modes), so the
+tree must name no ground state above it. BaTiO3 at k = 0, every node expanded and checked:
+the three polar phases are one connected tree whose lowest node is a local minimum.
 
 ASE_SBS_SLOW_STORE=DIR keeps the cascades' finished relaxations in DIR, so that a rerun
 of these tests resumes from them instead of relaxing everything again.
@@ -42,7 +43,7 @@ def srzro3():
 
 @pytest.fixture(scope="module")
 def srzro3_cascade(srzro3, sevennet, tmp_path_factory):
-    return break_symmetry(srzro3, "7net-0", supercell=(2, 2, 2), cascade=True, max_depth=1,
+    return break_symmetry(srzro3, "7net-0", supercell=(2, 2, 2), cascade=True,
                           out=_store(tmp_path_factory, "srzro3_cascade"), progress=False)
 
 
@@ -105,7 +106,7 @@ def _largest_mode(node) -> str:
 
 def test_batio3_polar_phases_form_one_tree_with_a_local_minimum_at_the_bottom(batio3, tmp_path_factory):
     tree = break_symmetry(batio3, "7net-0", cascade=True, out=_store(tmp_path_factory, "batio3_cascade"),
-                          progress=False).tree
+                          budget={"expand": "all", "check": "all"}, progress=False).tree
     text = describe_tree(tree)
     print(text)
     by_number = {n.spacegroup_number: n for n in tree.nodes}
@@ -118,3 +119,25 @@ def test_batio3_polar_phases_form_one_tree_with_a_local_minimum_at_the_bottom(ba
     froms = {tree.nodes[r["from"]].spacegroup_number for r in lowest.routes}
     assert froms & ({99, 38, 160} - {lowest.spacegroup_number})
     assert "local minimum" in text and "ground state in this setting" in text
+
+
+def test_catio3_one_level_deep_names_no_ground_state_above_its_unstable_lowest_phase(sevennet, tmp_path_factory):
+    """The reproduction: one level deep, the lowest phase found is Pnma, still unstable;
+    R3c is a local minimum above it. The ground state lies below Pnma: none is named, the
+    tree says which channels lead further, and a screen row says "below lowest"."""
+    import json
+
+    from ase_sbs.screen.summary import parent_keys
+
+    ex = break_symmetry(read(EXAMPLES / "CaTiO3_cubic.extxyz"), "7net-0", supercell=(2, 2, 2), cascade=True,
+                        max_depth=1, out=_store(tmp_path_factory, "catio3_cascade"), progress=False)
+    tree = ex.tree
+    text = describe_tree(tree, supercell=True)
+    print(text)
+    lowest = tree.nodes[tree.lowest]
+    assert lowest.spacegroup_number == 62 and lowest.unstable and lowest.expansion == "depth limit"
+    assert tree.ground_state is None and tree.verdict == "below the lowest phase"
+    assert all(n.energy_per_atom_eV >= lowest.energy_per_atom_eV - 1e-9 for n in tree.nodes)
+    assert "lies below Pnma (62)" in text
+    keys = parent_keys(json.loads(json.dumps(ex.as_dict(), default=float)))
+    assert keys["ground_status"] == "below lowest" and keys["lowest_sg"] == 62 and "ground_sg" not in keys
