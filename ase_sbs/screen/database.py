@@ -6,8 +6,10 @@ key-value pairs of :func:`~ase_sbs.screen.summary.parent_keys`, ``name`` and
 ``settings_hash``, and the exploration's JSON as ``data``; or, when its exploration
 was refused, its input structure with ``error`` (the message). One row per phase
 (``kind=phase``): its relaxed structure, :func:`~ase_sbs.screen.summary.phase_keys`,
-``parent_id`` (the parent's row id) and ``settings_hash``. A parent's rows are written
-in one transaction: an interrupted screen never leaves half a parent.
+``parent_id`` (the parent's row id), ``potential`` and ``settings_hash``. A parent's
+rows are written in one transaction: an interrupted screen never leaves half a parent.
+A screen under several potentials writes these rows for each (parent, potential), and
+one committee row per parent (``kind=committee``, :mod:`ase_sbs.screen.committee`).
 
 Text that ase.db would read as something else is stored with a leading underscore
 (:func:`stored_text`): ase.db refuses a string value that Python's ``int`` or ``float``
@@ -52,6 +54,7 @@ class ParentOutcome:
     n_phases: int = 0
     stable: bool | None = None
     error: str | None = None
+    potential: str | None = None
 
 
 def open_database(url: str):
@@ -154,7 +157,8 @@ def write_parent(db, parent: Parent, settings_hash: str, potential: str, result:
         where = str(getattr(db, "filename", "") or "the database")
         raise SBSStorageError(where, f"{exc} [{type(exc).__name__}]", f"the rows of parent {pairs_name(common)}",
                               getattr(exc, "errno", None)) from exc
-    return ParentOutcome(row_id, pairs["name"], formula(atoms), settings_hash, error=pairs["error"])
+    return ParentOutcome(row_id, pairs["name"], formula(atoms), settings_hash, error=pairs["error"],
+                         potential=pairs["potential"])
 
 
 def pairs_name(common: dict) -> str:
@@ -171,10 +175,11 @@ def write_results(db, common: dict, result: dict) -> ParentOutcome:
         row_id = db.write(result["parent"], key_value_pairs=stored_keys({**common, "kind": "parent", **keys}),
                           data=data)
         for atoms, phase in zip(structures, phase_keys(data)):
-            db.write(atoms, key_value_pairs=stored_keys({**common, "kind": "phase", "parent_id": row_id, **phase}))
+            db.write(atoms, key_value_pairs=stored_keys({**common, "kind": "phase", "parent_id": row_id,
+                                                         "potential": data["potential"], **phase}))
     _, ground, dE, status = ground_state(data)
     _, lowest, low_dE = lowest_phase(data)
     return ParentOutcome(row_id, pairs_name(common), data["parent"]["formula"], common["settings_hash"],
                          parent_group=data["parent"]["spacegroup"], ground_group=ground, ground_dE=dE,
                          ground_status=str(status), lowest_group=lowest, lowest_dE=low_dE,
-                         n_phases=keys["n_phases"], stable=keys["stable"])
+                         n_phases=keys["n_phases"], stable=keys["stable"], potential=keys["potential"])

@@ -18,11 +18,13 @@ from .task import PotentialCache, explore_parent
 
 @dataclass
 class Job:
-    """One parent to explore: its index among the parents, its structure and its settings hash."""
+    """One parent to explore: its index among the parents, its structure, its settings
+    hash and, in a committee, its potential (None: the screen's one)."""
 
     index: int
     atoms: Atoms = field(repr=False)
     settings_hash: str = ""
+    calc: object = field(default=None, repr=False)
 
     @property
     def key(self) -> str:
@@ -75,8 +77,8 @@ def run_on_dask(client, jobs: list[Job], calc, device: str, options: dict, retri
     scheduler) and yield ``(job, result)`` in the order they complete; a task that
     still fails gives ``{"error": message}``."""
     distributed = require_distributed()
-    futures = {client.submit(explore_parent, job.atoms, calc, device, options, key=job.key, pure=False,
-                             retries=retries): job for job in jobs}
+    futures = {client.submit(explore_parent, job.atoms, calc if job.calc is None else job.calc, device, options,
+                             key=job.key, pure=False, retries=retries): job for job in jobs}
     for future in distributed.as_completed(futures):
         job = futures.pop(future)
         if future.status == "error":
@@ -87,13 +89,13 @@ def run_on_dask(client, jobs: list[Job], calc, device: str, options: dict, retri
         yield job, result
 
 
-def run_in_process(jobs: list[Job], calc, device: str, options: dict) -> Iterator:
-    """Explore the jobs one after the other here, one potential per name loaded once;
-    yield ``(job, result)`` as :func:`run_on_dask` does."""
-    cache = PotentialCache()
+def run_in_process(jobs: list[Job], calc, device: str, options: dict, cache: PotentialCache | None = None) -> Iterator:
+    """Explore the jobs one after the other here, one potential per name loaded once
+    (in ``cache`` when given); yield ``(job, result)`` as :func:`run_on_dask` does."""
+    cache = cache if cache is not None else PotentialCache()
     for job in jobs:
         try:
-            result = explore_parent(job.atoms, calc, device, options, cache)
+            result = explore_parent(job.atoms, calc if job.calc is None else job.calc, device, options, cache)
         except Exception as exc:  # recorded in the parent's row, as a failed Dask task is
             result = {"error": describe_failure(exc)}
         yield job, result

@@ -8,6 +8,11 @@ k-point, cascade and its depth) and the input structure — is skipped, so the s
 command resumes an interrupted screen. The engine, its options and the device change how
 an exploration runs, not what it finds: they are not part of the hash.
 
+Several potentials (``calc="7net-0,chgnet"`` or a list): each (parent, potential) is
+one exploration with its own rows and settings hash, and each parent gets a committee
+row once all its potentials have rows (:mod:`ase_sbs.screen.committee`), skipped on a
+rerun unless one of its pairs was explored again.
+
 A parent whose exploration fails (refused input, an exception, a Dask task that keeps
 failing) gets an error row and the screen goes on. Its row is kept on a rerun like a
 finished parent's (delete it to try again: ``ase db results.db error --delete``), and
@@ -18,6 +23,7 @@ what was written is kept.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import asdict, dataclass, field
 
@@ -28,8 +34,10 @@ from ..explore.results import ExploreSettings
 from ..explore.store import digest, structure_digest
 from ..potentials.registry import potential_name
 from ..report.screen import describe_outcome
+from .committee import TOLERANCE, committee_potentials, committees, pending_committees
 from .database import ParentOutcome, open_database, previous_row, write_parent
 from .fanout import Job, dask_client, run_in_process, run_on_dask
+from .task import PotentialCache
 from .inputs import collect_parents
 
 # break_symmetry's arguments in the hash
@@ -54,6 +62,9 @@ class ScreenSummary:
     unreadable: list[str] = field(default_factory=list)
     repeated: int = 0
     failed_before: int = 0
+    committees: list = field(default_factory=list)  # committee.CommitteeOutcome, one per parent computed now
+    committees_skipped: int = 0
+    plot: str | None = None  # the committee plot written
 
     @property
     def parents(self) -> int:
@@ -98,7 +109,7 @@ def settings_hash(calc, atoms, hashed: dict) -> str:
 
 def screen(parents, calc="auto", db: str = "results.db", workers: int | None = None, scheduler: str | None = None,
            progress=True, *, select: str | None = None, index: str = "-1", device: str = "cpu", retries: int = 2,
-           **explore_kwargs) -> ScreenSummary:
+           tolerance: float = TOLERANCE, plot: str | None = "auto", **explore_kwargs) -> ScreenSummary:
     """Explore every parent and write the results to the database ``db``.
 
     Args:
@@ -106,53 +117,90 @@ def screen(parents, calc="auto", db: str = "results.db", workers: int | None = N
             rows, in ``ase db`` syntax), or a list of them
             (:func:`~ase_sbs.screen.inputs.collect_parents`; ``index``: the frames of a file).
         calc: the potential, as for ``break_symmetry`` (``auto``: EMT for the metals it
-            covers, SevenNet-0 otherwise).
+            covers, SevenNet-0 otherwise); several as a comma-separated text or a list:
+            a committee (module docstring).
         db: an SQLite file (``*.db``) or a ``postgresql://`` URL.
         workers: explore on a new local Dask cluster of this many worker processes.
         scheduler: explore on the Dask scheduler at this address (``tcp://host:8786``).
             Neither: one after the other in this process.
         progress: True prints one line per parent on stderr as it is written; a callable
-            is called with each :class:`~ase_sbs.screen.database.ParentOutcome`.
+            is called with each :class:`~ase_sbs.screen.database.ParentOutcome` (and
+            each committee's :class:`~ase_sbs.screen.committee.CommitteeOutcome`).
         device: the potential's device on the workers.
         retries: times a failing Dask task is resubmitted.
+        tolerance: a committee's energy tolerance, eV per formula unit
+            (:mod:`ase_sbs.explore.committee`).
+        plot: a committee's plot of every committee row's ground-state ΔE (PNG):
+            ``auto`` writes ``<db stem>_committee.png`` beside an SQLite database, None none.
         **explore_kwargs: ``break_symmetry``'s targets, supercell, kpoint, cascade,
             max_depth, engine, engine_options and :class:`ExploreSettings` fields.
     """
     options, hashed = explore_options(explore_kwargs)
+    calcs = committee_potentials(calc)
     found = collect_parents(parents, select, index)
     database = open_database(str(db))
     summary = ScreenSummary(str(db), unreadable=found.unreadable)
-    jobs, seen = [], set()
+    jobs, seen, pairs = [], set(), {}
     for i, parent in enumerate(found.parents):
-        job = Job(i, parent.atoms, settings_hash(calc, parent.atoms, hashed))
-        row = None if job.settings_hash in seen else previous_row(database, job.settings_hash)
-        if job.settings_hash in seen or row is not None:
-            summary.skipped += 1
-            summary.repeated += job.settings_hash in seen
-            summary.failed_before += row is not None and "error" in row
-        else:
-            jobs.append(job)
-        seen.add(job.settings_hash)
+        pairs[i] = [(c, settings_hash(c, parent.atoms, hashed)) for c in calcs]
+        for c, h in pairs[i]:
+            job = Job(i, parent.atoms, h, calc=c)
+            row = None if h in seen else previous_row(database, h)
+            if h in seen or row is not None:
+                summary.skipped += 1
+                summary.repeated += h in seen
+                summary.failed_before += row is not None and "error" in row
+            else:
+                jobs.append(job)
+            seen.add(h)
+    pending = []
+    if len(calcs) > 1:
+        pending, summary.committees_skipped = pending_committees(database, found.parents, pairs,
+                                                                 {j.settings_hash for j in jobs}, tolerance)
     report = _reporter(progress)
 
     def write_all(results) -> None:
         for job, result in results:
             parent = found.parents[job.index]
             outcome = write_parent(database, parent, job.settings_hash,
-                                   potential_name(calc, parent.atoms.get_chemical_symbols()), result)
+                                   potential_name(job.calc, parent.atoms.get_chemical_symbols()), result)
             summary.computed += 1
             summary.failed += outcome.error is not None
             summary.outcomes.append(outcome)
             report(outcome)
 
-    if not jobs:
+    def write_committees(client=None, cache=None) -> None:
+        for outcome in committees(database, pending, device, options, tolerance, client, retries, cache):
+            summary.committees.append(outcome)
+            report(outcome)
+
+    if not jobs and not pending:
         return summary
     if workers is None and scheduler is None:
-        write_all(run_in_process(jobs, calc, device, options))
+        cache = PotentialCache()
+        write_all(run_in_process(jobs, calc, device, options, cache))
+        write_committees(cache=cache)
     else:
         with dask_client(workers, scheduler) as client:
             write_all(run_on_dask(client, jobs, calc, device, options, retries))
+            write_committees(client)
+    if summary.committees and plot is not None:
+        summary.plot = committee_plot(database, str(db), plot)
     return summary
+
+
+def committee_plot(database, db: str, plot: str) -> str | None:
+    """Plot every committee row of the database (:func:`~ase_sbs.report.committee.plot_committees`)
+    to ``plot``; ``auto``: ``<db stem>_committee.png`` beside an SQLite file, none for a server."""
+    from ..report.committee import plot_committees
+    from .committee import committee_records
+
+    if plot == "auto":
+        if "://" in db:
+            return None
+        plot = os.path.splitext(db)[0] + "_committee.png"
+    plot_committees(committee_records(database), plot)
+    return plot
 
 
 def _reporter(progress):
