@@ -61,8 +61,8 @@ def _add_explore_options(p: argparse.ArgumentParser) -> None:
     """The options of one exploration, shared by explore and screen (read by :func:`_explore_kwargs`)."""
     p.add_argument("--calc", default="auto",
                    help="potential: auto (EMT for the metals it covers, else 7net-0), a registered name (emt, 7net-0, "
-                   "7net-l3i5, 7net-mf-0:PBE or :R2SCAN, chgnet, chgnet-r2scan, or a plugin's; 'ase-sbs potentials' "
-                   "lists them), or a NequIP model file (.nequip.zip, .nequip.pt2, .ckpt)")
+                   "7net-l3i5, 7net-mf-0:PBE or :R2SCAN, chgnet, chgnet-r2scan, a plugin's; 'ase-sbs potentials' lists "
+                   "them), a NequIP model file (.nequip.zip, .pt2, .ckpt); several, comma-separated: a committee")
     p.add_argument("--targets", default="auto",
                    help="comma-separated targets (P4mm,R3m,...) or 'auto': "
                    "the maximal isotropy subgroup of each channel")
@@ -276,6 +276,9 @@ def _explore(args) -> int:
     options = _explore_kwargs(args)
     if args.kpoint is not None:  # a name means a point of this parent's lattice: pass its fractions
         options["kpoint"] = parse_kpoint(args.kpoint, atoms, args.symprec).tolist()
+    if "," in args.calc:  # several potentials: a committee (ase_sbs.screen.committee)
+        from .screen.committee import explore_command
+        return explore_command(args, atoms, options)
     out = args.out = args.out or os.path.splitext(os.path.basename(args.file))[0] + "_sbs"
     ex = break_symmetry(atoms, calc=args.calc, out=out, progress=not args.no_progress and sys.stderr.isatty(),
                         device=args.device, **options)
