@@ -3,7 +3,9 @@
 Pipeline: Atoms -> Symmetry (``detect_symmetry``) -> Setting (``k0_setting``,
 ``supercell_setting``) -> channels and targets (``distortion_channels``,
 ``candidate_targets``, ``isotropy_subgroups``) -> SBS (``symmetry_breaking_set``) ->
-bias (``SBSCalculator``) -> relaxations (``break_symmetry``) -> Exploration.
+bias (``SBSCalculator``) -> relaxations (``break_symmetry``) -> Exploration; several
+potentials on one parent: ``explore_committee`` -> Committee; many parents:
+``ase_sbs.screen.screen``.
 
 Names are imported on first use, so ``import ase_sbs`` stays light.
 """
@@ -33,6 +35,8 @@ _EXPORTS = {
     "break_symmetry": "ase_sbs.explore.protocol",
     "Exploration": "ase_sbs.explore.results",
     "Phase": "ase_sbs.explore.results",
+    "Committee": "ase_sbs.explore.committee",
+    "explore_committee": "ase_sbs.screen.committee",
 }
 
 __all__ = sorted(_EXPORTS)
