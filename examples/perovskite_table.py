@@ -8,6 +8,15 @@ minimum of its cascade; the lowest phase when none of them is a checked minimum)
 ΔE per formula unit against the relaxed cubic parent, the experimental low-temperature
 space group, and the energy of the experimental group when the screen found a phase of
 it. The plot draws both energies per material.
+
+A committee screen (several potentials in one database, e.g. ``ase-sbs screen
+examples/perovskites --calc 7net-0,7net-l3i5,7net-mf-0:R2SCAN,chgnet --supercell 0 1 1 1
+0 1 1 1 0 --cascade --workers 2 --db committee.db``) gets one column per potential
+instead: each potential's predicted ground state and its ΔE, a last row with the count
+each gets right, and the committee's verdict per material (its ``kind=committee`` row:
+whether the potentials agree, and the largest ΔE difference between a potential's own
+ground state and another's under it); the plot is then the committee plot, one marker
+per potential (``ase_sbs.report.committee.plot_committees``).
 """
 
 import sys
@@ -33,12 +42,22 @@ EXPERIMENT = {  # formula: (space group number, symbol, source)
 }
 
 
-def rows(path: str) -> list[dict]:
-    """One record per material in EXPERIMENT order: prediction, experiment, energies (meV/f.u.)."""
+def potentials(path: str) -> list[str]:
+    """The potentials of the database's parent rows, in the order they first appear."""
+    out = []
+    for row in connect(path).select(kind="parent", sort="id"):
+        if row.get("potential") not in out:
+            out.append(row.get("potential"))
+    return out
+
+
+def rows(path: str, potential: str | None = None) -> list[dict]:
+    """One record per material in EXPERIMENT order: prediction, experiment, energies
+    (meV/f.u.); of one potential's rows when given."""
     db = connect(path)
     out = []
     for name, (exp_sg, exp_symbol, source) in EXPERIMENT.items():
-        found = list(db.select(kind="parent", name=name))
+        found = list(db.select(kind="parent", name=name, **({} if potential is None else {"potential": potential})))
         if not found:
             continue
         parent = found[-1]
@@ -60,8 +79,8 @@ def rows(path: str) -> list[dict]:
     return out
 
 
-def markdown(records: list[dict]) -> str:
-    lines = ["| ABO3 | experiment (low T) | 7net-0 ground state | ΔE (meV/f.u.) | local minimum "
+def markdown(records: list[dict], potential: str = "7net-0") -> str:
+    lines = [f"| ABO3 | experiment (low T) | {potential} ground state | ΔE (meV/f.u.) | local minimum "
              "| experimental group found at (meV/f.u.) | agrees |", "|---|---|---|---|---|---|---|"]
     for r in records:
         if "error" in r:
@@ -70,6 +89,38 @@ def markdown(records: list[dict]) -> str:
         exp = "not reached" if r["exp_dE"] is None else f"{r['exp_dE']:+.1f}"
         lines.append(f"| {r['name']} | {r['experiment']} | {r['predicted']} | {r['dE']:+.1f} | "
                      f"{'yes' if r['local_minimum'] else 'not checked'} | {exp} | {'yes' if r['agrees'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def committee_markdown(path: str, names: list[str]) -> str:
+    """A column per potential (its ground state and ΔE in meV/f.u., in bold where it is
+    the experimental group), the committee's verdict per material, and the count each
+    potential gets right."""
+    by_potential = {p: {r["name"]: r for r in rows(path, p)} for p in names}
+    verdicts = {row.name: row for row in connect(path).select(kind="committee", sort="id")}
+    lines = ["| ABO3 | experiment (low T) | " + " | ".join(names) + " | potentials agree | spread (meV/f.u.) |",
+             "|---|---|" + "---|" * len(names) + "---|---|"]
+    right = dict.fromkeys(names, 0)
+    for name, (exp_sg, exp_symbol, _) in EXPERIMENT.items():
+        cells = []
+        for p in names:
+            r = by_potential[p].get(name)
+            if r is None:
+                cells.append("")
+            elif "error" in r:
+                cells.append("error")
+            else:
+                right[p] += r["agrees"]
+                text = f"{r['predicted']}, {r['dE']:+.1f}"
+                cells.append(f"**{text}**" if r["agrees"] else text)
+        if not any(cells):
+            continue
+        c = verdicts.get(name)
+        agree = "" if c is None else "yes" if c.agree else "no"
+        spread = "" if c is None or c.get("spread") is None else f"{1000 * c.spread:.1f}"
+        lines.append(f"| {name} | {exp_symbol} ({exp_sg}) | " + " | ".join(cells) + f" | {agree} | {spread} |")
+    n = sum(any(name in by_potential[p] for p in names) for name in EXPERIMENT)
+    lines.append("| right | | " + " | ".join(f"{right[p]}/{n}" for p in names) + " | | |")
     return "\n".join(lines)
 
 
@@ -119,8 +170,20 @@ def plot(records: list[dict], path: str) -> None:
 if __name__ == "__main__":
     if len(sys.argv) not in (2, 3):
         sys.exit(__doc__.strip().splitlines()[2].strip())
+    names = potentials(sys.argv[1])
+    if len(names) > 1:
+        from ase_sbs.report.committee import plot_committees
+        from ase_sbs.screen.committee import committee_records
+
+        print(committee_markdown(sys.argv[1], names))
+        print()
+        for name, (_, _, source) in EXPERIMENT.items():
+            print(f"{name}: {source}")
+        if len(sys.argv) == 3:
+            plot_committees(committee_records(connect(sys.argv[1])), sys.argv[2])
+        sys.exit(0)
     records = rows(sys.argv[1])
-    print(markdown(records))
+    print(markdown(records, names[0] if names and names[0] else "7net-0"))
     print()
     for r in records:
         print(f"{r['name']}: {r['source']}")
