@@ -8,7 +8,8 @@ one parent row per (parent, potential) tagged with the potential and found by ``
 potential=demo-emt,ground_sg=225``, its phase rows, one committee row per parent whose
 ground states and ΔE matrix equal what ASE computes directly (each relaxed parent, and
 each potential's ground state relaxed under the other calculator with ``FixSymmetry`` +
-``FrechetCellFilter`` + BFGS), and a rerun that starts no worker and computes nothing.
+``FrechetCellFilter`` + BFGS), and a rerun that starts no worker and computes nothing;
+in one process, a pair explored again (its rows deleted) replaces its parent's committee row.
 
 Also: the agreement on made-up members (ground states that differ, one put above
 another's by more than the tolerance, one that a potential's own exploration missed),
@@ -195,6 +196,23 @@ def test_a_rerun_computes_nothing(committee_screen):
     db = connect(path)
     assert (db.count(kind="parent"), db.count(kind="committee")) == (4, 2)
     assert sorted(r.id for r in db.select(kind="committee")) == sorted(c.id for c in first.committees)
+
+
+def test_a_pair_explored_again_replaces_its_committee_row(plugin, tmp_path):
+    path = str(tmp_path / "one.db")
+    cu = [named(bulk("Cu", "bcc", a=2.87), "Cu_bcc")]
+    first = screen(cu, calc="emt,demo-emt", db=path, progress=False, targets="I4/mmm")  # in this process
+    assert (first.computed, len(first.committees)) == (2, 1) and first.committees[0].agree
+    db = connect(path)
+    demo = next(db.select(kind="parent", potential="demo-emt"))
+    db.delete([demo.id] + [r.id for r in db.select(kind="phase", parent_id=demo.id)])
+    again = screen(cu, calc="emt,demo-emt", db=path, progress=False, targets="I4/mmm")
+    assert (again.computed, again.skipped, len(again.committees), again.committees_skipped) == (1, 1, 1, 0)
+    rows = list(connect(path).select(kind="committee"))
+    assert [r.id for r in rows] == [again.committees[0].id] and rows[0].id != first.committees[0].id
+    new = next(connect(path).select(kind="parent", potential="demo-emt"))
+    assert rows[0].data["parent_rows"] == {"emt": first.outcomes[0].id if first.outcomes[0].potential == "emt"
+                                           else first.outcomes[1].id, "demo-emt": new.id}
 
 
 # ---------------------------------------------------------------------------------
