@@ -9,4 +9,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-exec sphinx-build -W --keep-going -b html "$@" docs docs/_build/html
+sphinx-build -W --keep-going -b html "$@" docs docs/_build/html
+
+# The pages render their equations without a network: MathJax is bundled into
+# _static/mathjax (sphinx-mathjax-offline) and no page loads it, or anything else, from a CDN.
+html=docs/_build/html
+if [ ! -f "$html/_static/mathjax/tex-chtml.js" ]; then
+    echo "docs/build.sh: $html/_static/mathjax/tex-chtml.js is missing: MathJax is not bundled" >&2
+    exit 1
+fi
+if grep -rlE --include='*.html' 'cdn\.jsdelivr|cdnjs\.|unpkg\.com|mathjax@|polyfill\.io' "$html" >&2; then
+    echo "docs/build.sh: the pages above load scripts from a CDN; the docs must render offline" >&2
+    exit 1
+fi

@@ -29,6 +29,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax 3 copied into _static/mathjax: equations render without a network
     "sphinx.ext.viewcode",
     "sphinxarg.ext",
     "sphinx_copybutton",
@@ -79,18 +80,44 @@ def _check_api_page(app):
         logging.getLogger(__name__).warning("ase_sbs.%s is in ase_sbs.__all__ but not in docs/api/index.md", name)
 
 
+def _escape_bars(line):
+    """Bars outside ``literals`` escaped: shown as written, not substitution references."""
+    import re
+
+    parts = line.split("``")
+    parts[::2] = [re.sub(r"(?<!\\)\|", r"\\|", p) for p in parts[::2]]
+    return "``".join(parts)
+
+
 def _plain_text_bars(app, what, name, obj, options, lines):
     """The docstrings write norms and orders as |x| (plain-text mathematics); in
     reStructuredText a bar starts a substitution reference, so bars outside ``literals``
     are escaped and shown as written."""
-    import re
-
     for i, line in enumerate(lines):
-        parts = line.split("``")
-        parts[::2] = [re.sub(r"(?<!\\)\|", r"\\|", p) for p in parts[::2]]
-        lines[i] = "``".join(parts)
+        lines[i] = _escape_bars(line)
+
+
+def _plain_text_bars_in_cli_help():
+    """The same for the command-line help that sphinx-argparse renders as
+    reStructuredText (``--max-strain``: |U - 1|)."""
+    import sphinxarg.ext
+
+    parse = sphinxarg.ext.parse_parser
+
+    def escaped(value):
+        if isinstance(value, dict):
+            return {k: _escape_bars(v) if k == "help" and isinstance(v, str) else escaped(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [escaped(v) for v in value]
+        return value
+
+    def parse_parser(*args, **kwargs):
+        return escaped(parse(*args, **kwargs))
+
+    sphinxarg.ext.parse_parser = parse_parser
 
 
 def setup(app):
+    _plain_text_bars_in_cli_help()
     app.connect("builder-inited", _check_api_page)
     app.connect("autodoc-process-docstring", _plain_text_bars, priority=400)
