@@ -20,6 +20,7 @@ lattice by k'_i = k·a'_i (for a' = C a, k' = C k). Γ and fractions need no par
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from fractions import Fraction
@@ -231,3 +232,111 @@ def supercell_for_kpoint(structure, k, symprec: float = 1e-3) -> np.ndarray:
             den = Fraction(float(np.round(arm[a], 6))).limit_denominator(48).denominator
             ns[a] = ns[a] * den // math.gcd(ns[a], den)
     return np.diag(ns)
+
+
+# ----------------------------------------------------------------------------------
+# stars, lines and the lattice a set of wave vectors needs (the instability scan)
+
+LINE_NAMES = {
+    "cP": {("Γ", "X"): "Δ", ("Γ", "M"): "Σ", ("Γ", "R"): "Λ", ("X", "M"): "Z", ("X", "R"): "S", ("M", "R"): "T"},
+    "cI": {("Γ", "H"): "Δ", ("Γ", "N"): "Σ", ("Γ", "P"): "Λ", ("H", "N"): "G", ("H", "P"): "F", ("N", "P"): "D"},
+    "cF": {("Γ", "X"): "Δ", ("Γ", "L"): "Λ", ("Γ", "K"): "Σ", ("X", "W"): "Z", ("X", "U"): "S", ("L", "W"): "Q"},
+}
+"""Names of the lines between special points (Bradley & Cracknell) for the cubic
+lattices; a line of another lattice is named by its ends (``Γ–X``)."""
+
+
+def full_star(k, rotations_frac: np.ndarray) -> np.ndarray:
+    """Every arm of k's star for real distortions: k W⁻¹ under the parent's fractional
+    rotations W and, since a real pattern holds e^{2πik·n} with its conjugate, −k W⁻¹ too;
+    distinct modulo the reciprocal lattice, in [0, 1)."""
+    arms = star_arms(k, rotations_frac)
+    out: list[np.ndarray] = []
+    for arm in np.concatenate([arms, np.mod(-arms, 1.0)]):
+        arm = np.where(np.abs(arm - 1.0) < 1e-9, 0.0, arm)
+        if not any(same_k(arm, a) for a in out):
+            out.append(arm)
+    return np.array(out)
+
+
+def kpoint_lattice(kpoints) -> np.ndarray:
+    """The smallest supercell holding every wave vector of ``kpoints`` (each fractions of
+    the parent's primitive reciprocal basis): the lattice {n ∈ Z³ : k·n ∈ Z for every k},
+    as a 3×3 integer matrix of rows in the parent's basis with a positive determinant.
+
+    Mathematics: a supercell P (rows) holds k iff P k ∈ Z³, i.e. iff k lies in the
+    reciprocal lattice of P's lattice, Λ_P* = {q : P q ∈ Z³}. The supercells holding all
+    the k's are therefore those whose reciprocal lattice contains K* = Z³ + Σ_k Z k, and
+    the largest such lattice (the fewest cells) is the dual of K*: with Q a basis (rows)
+    of K*, P = (Q⁻¹)ᵀ, det P = [K* : Z³]. Any other supercell holding them is a sublattice
+    of it. Every k must be rational (denominators up to 48)."""
+    ks = np.atleast_2d(np.asarray(kpoints, dtype=float))
+    den = 1
+    for x in ks.ravel():
+        den = den * Fraction(float(x)).limit_denominator(48).denominator // math.gcd(
+            den, Fraction(float(x)).limit_denominator(48).denominator)
+    rows = [[den * int(i == j) for j in range(3)] for i in range(3)]
+    rows += [[int(round(den * float(Fraction(float(x)).limit_denominator(48)))) for x in k] for k in ks]
+    from .cells import lattice_basis
+
+    Q = lattice_basis(np.array(rows)) / den
+    P = np.round(np.linalg.inv(Q).T).astype(int)
+    if round(np.linalg.det(P)) < 0:
+        P[0] *= -1
+    return P
+
+
+def reduced_supercell(P: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """The same supercell lattice as ``P`` (rows in the basis of the parent's ``cell``) with
+    a Minkowski-reduced basis (the most compact cell shape) and a positive determinant."""
+    from ase.geometry import minkowski_reduce
+
+    _, op = minkowski_reduce(np.asarray(P, dtype=float) @ np.asarray(cell, dtype=float))
+    reduced = np.round(op @ P).astype(int)
+    # of the same rows up to order and sign, the one with the largest trace, fewest negative entries
+    best = None
+    for order in itertools.permutations(range(3)):
+        for signs in itertools.product((1, -1), repeat=3):
+            Q = reduced[list(order)] * np.array(signs)[:, None]
+            if round(np.linalg.det(Q)) <= 0:
+                continue
+            key = (-int(np.trace(Q)), int((Q < 0).sum()), tuple(-Q.ravel()))
+            if best is None or key < best[0]:
+                best = (key, Q)
+    return best[1]
+
+
+def special_path(structure, symprec: float = 1e-3) -> list[list[str]]:
+    """ASE's standard path through the special points of the parent's Bravais lattice
+    (:func:`special_kpoints`, the same lattice and variant), as its continuous pieces:
+    ``[['Γ', 'X', 'M', 'Γ', 'R', 'X'], ['M', 'R']]`` for primitive cubic."""
+    from ase.cell import Cell
+    from ase.geometry.bravais_type_engine import niggli_op_table
+    from ase.lattice import LatticeMatcher, bravais_classes
+
+    from .cells import primitive_cell
+
+    sym = _crystal_parent(structure, symprec)
+    lattice = bravais_classes[bravais_lattice(sym)]
+    cell = Cell(np.asarray(primitive_cell(sym)[0].cell))
+    matches = []
+    for eps in (2e-4, 2e-3, 2e-2):
+        matches = LatticeMatcher(cell, eps=eps).match(lattice.name, niggli_op_table[lattice.name])
+        if matches:
+            break
+    if not matches:
+        raise SBSInputError(f"ASE does not recognise this cell as {lattice.longname}; give k-points as fractions")
+    best = min(matches, key=lambda m: m.orthogonality_defect)
+    pieces = []
+    for piece in best.lat.special_path.split(","):
+        names = [piece[i] + (piece[i + 1] if i + 1 < len(piece) and piece[i + 1].isdigit() else "")
+                 for i in range(len(piece)) if not piece[i].isdigit()]
+        pieces.append(["Γ" if n == "G" else n for n in names])
+    return pieces
+
+
+def line_name(start: str, end: str, pearson: str) -> str:
+    """The name of the line between two special points (:data:`LINE_NAMES`), else
+    ``start–end``."""
+    names = LINE_NAMES.get(pearson, {})
+    return names.get((start, end)) or names.get((end, start)) or f"{start}–{end}"
