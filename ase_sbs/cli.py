@@ -85,10 +85,10 @@ def _add_explore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fmax", type=float, default=5e-4, help="final force criterion, eV/Å (default 5e-4)")
     p.add_argument("--max-steps", type=int, default=400, help="optimizer step budget per stage (default 400)")
     p.add_argument("--symprec", type=float, default=1e-3, help="distance tolerance in Å (default 1e-3)")
-    p.add_argument("--supercell", type=int, nargs="+", metavar="N",
+    p.add_argument("--supercell", nargs="+", metavar="N",
                    help="beyond k = 0: run on this supercell of the given cell: three integers (2 2 2) or the nine "
                    "of a matrix, rows first (1 1 0 -1 1 0 0 0 2); a conventional cell is reduced to its primitive "
-                   "parent first")
+                   "parent first; auto: the smallest one holding the unstable stars of 'ase-sbs scan'")
     p.add_argument("--kpoint", help="beyond k = 0: only channels at this k-star: a special point of the parent's "
                    "Bravais lattice (Γ/G, X, M, R for primitive cubic; H, N, P body-centred; X, L, W, K face-centred; "
                    "ASE's names for the others) or fractions 'kx ky kz' of its primitive reciprocal basis (picks the "
@@ -118,9 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("detect", help="symmetry, distortion channels and candidate targets of a structure")
     _add_common(p)
-    p.add_argument("--supercell", type=int, nargs="+", metavar="N",
+    p.add_argument("--supercell", nargs="+", metavar="N",
                    help="the channels of this supercell of the given cell (three integers or nine) and each "
-                   "channel's isotropy subgroups")
+                   "channel's isotropy subgroups; auto (with --calc): the one the instability scan picks, and why")
+    p.add_argument("--calc", help="with --supercell auto: the potential of the scan (as for explore)")
     p.add_argument("--kpoint", help="with --supercell (or alone: the smallest supercell holding it): only channels "
                    "at this k-star (a special point of the parent's Bravais lattice, e.g. X, M, R for primitive "
                    "cubic, H, N, P body-centred, X, L, W, K face-centred, or fractions 'kx ky kz')")
@@ -189,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest stretch of the child's cell against the parent's lattice, |U - 1| (default 0.3)")
     p.add_argument("--all", action="store_true", help="list every channel, also those below the threshold")
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON ('-' for stdout only)")
+    from .cli_scan import add_scan_parser
+
+    add_scan_parser(sub)
     p = sub.add_parser("potentials", help="the potentials --calc takes: installed here, elements, batching, source")
     p.add_argument("--json", metavar="OUT", help="also write the table as JSON ('-' for stdout only)")
     p = sub.add_parser("symmetry-levels", help="distance (Å) from a structure to its own group and each supergroup")
@@ -285,6 +289,9 @@ def _explore(args) -> int:
     data = write_exploration(ex, out)
     if args.json != "-":
         print(describe_exploration(ex))
+        if options["supercell"] == "auto":
+            from .cli_scan import explore_choice
+            print("\n" + explore_choice(ex, atoms, out, args.symprec))
         tree = f", {os.path.join(out, 'phase_tree.png')}, {os.path.join(out, 'tree')}/" if ex.tree is not None else ""
         print(f"\nwritten: {os.path.join(out, 'explore.json')}, {os.path.join(out, 'energies.png')}, "
               f"{os.path.join(out, 'phases')}/{tree}")
@@ -332,9 +339,15 @@ def _screen(args) -> int:
 
 
 def _supercell(values):
-    """--supercell: None, three positive integers, or a 3x3 matrix (nine integers, rows first)."""
+    """--supercell: None, auto, three positive integers, or a 3x3 matrix (nine integers, rows first)."""
     if not values:
         return None
+    if values == ["auto"]:
+        return "auto"
+    try:
+        values = [int(v) for v in values]
+    except ValueError:
+        raise SBSInputError(f"--supercell takes auto, three integers or nine, got {' '.join(values)}") from None
     if len(values) == 3:
         if min(values) < 1:
             raise SBSInputError("--supercell takes three positive integers or the nine integers of a matrix")
@@ -393,8 +406,9 @@ def _detect(args) -> int:
     from .setting.setting import k0_setting
 
     atoms = _read(args.file, args.index)
-    if args.supercell or args.kpoint is not None:
-        return _detect_setting(args, atoms)
+    if args.supercell or args.kpoint is not None:  # a setting beyond k = 0 (ase_sbs.cli_scan)
+        from .cli_scan import detect_setting
+        return detect_setting(args, atoms, _supercell(args.supercell))
     sym = detect_symmetry(atoms, symprec=args.symprec, angle_tolerance=args.angle_tolerance)
     channels = distortion_channels(sym)
     targets = candidate_targets(sym, channels=channels)
@@ -408,32 +422,10 @@ def _detect(args) -> int:
     return 0
 
 
-def _detect_setting(args, atoms) -> int:
-    """``detect --supercell/--kpoint``: the supercell setting, its channels and their
-    isotropy subgroups."""
-    from .core.files import write_json
-    from .explore.protocol import setting_of
-    from .report.structures import describe_setting_channels
-    from .setting.channels import channel_matches_kpoint, distortion_channels
-    from .setting.isotropy import isotropy_subgroups
-    from .setting.kpoints import parse_kpoint
+def _scan(args) -> int:
+    from .cli_scan import scan_command
 
-    if args.max_fixed_dim < 1:
-        raise SBSInputError("--max-fixed-dim takes a positive number of free parameters")
-    k = None if args.kpoint is None else parse_kpoint(args.kpoint, atoms, args.symprec)  # by the parent's lattice
-    setting = setting_of(atoms, _supercell(args.supercell), k, args.symprec)
-    channels = distortion_channels(setting)
-    if k is not None:
-        channels = [c for c in channels if channel_matches_kpoint(c, k, setting)]
-    isotropy = {c.label: isotropy_subgroups(setting, c, max_fixed_dim=args.max_fixed_dim) for c in channels}
-    if args.json != "-":
-        print(describe_setting_channels(setting, channels, isotropy))
-    if args.json:
-        write_json({"parent": setting.parent.name(), "supercell": setting.supercell.tolist(),
-                    "group_order": setting.order,
-                    "channels": [{**c.as_dict(), "isotropy_subgroups": [t.as_dict() for t in isotropy[c.label]]}
-                                 for c in channels]}, args.json)
-    return 0
+    return scan_command(args, _read(args.file, args.index))
 
 
 def _sbs(args) -> int:
@@ -479,7 +471,7 @@ def main(argv=None) -> int:
     try:
         commands = {"detect": _detect, "sbs": _sbs, "explore": _explore, "screen": _screen,
                     "check-potential": _check_potential, "modes": _modes, "symmetry-levels": _symmetry_levels,
-                    "bench": _bench, "potentials": _potentials}
+                    "bench": _bench, "potentials": _potentials, "scan": _scan}
         return commands[args.command](args)
     except SBSInputError as exc:
         print(f"ase-sbs: error: {exc}", file=sys.stderr)

@@ -28,6 +28,7 @@ from dataclasses import replace
 import numpy as np
 from ase import Atoms
 
+from ..analysis.scan import scan_structure
 from ..core.symmetrizer import Symmetrizer
 from ..core.symmetry import (
     crystal_point_group_matrices,
@@ -49,17 +50,25 @@ from ..setting.setting import (
     k0_setting,
     supercell_setting,
 )
+from ..setting.choice import SupercellChoice, choose_supercell
+from ..setting.scan import ScanResult
 from .cascade import CascadeBudget, cascade_tree
 from .classify import formula_units
 from .levels import Reference, Run, channel_curvatures, channel_weights, explore_level
 from .results import Exploration, ExploreSettings, ParentResult
-from .store import Store, digest, structure_digest
+from .store import RecordError, Store, digest, structure_digest
 
 
-def setting_of(atoms: Atoms, supercell=None, kpoint=None, symprec: float = 1e-3) -> Setting:
+def setting_of(atoms: Atoms, supercell=None, kpoint=None, symprec: float = 1e-3,
+               scan: ScanResult | None = None) -> Setting:
     """The setting an exploration runs in: k = 0 of the input cell, or the supercell
     ``supercell`` of the input cell (three integers or a 3×3 matrix), or — given only a
-    ``kpoint`` — the smallest diagonal supercell of the primitive parent holding its star."""
+    ``kpoint`` — the smallest diagonal supercell of the primitive parent holding its star,
+    or (``supercell="auto"``) the supercell of the primitive parent that holds the unstable
+    stars of the instability ``scan`` (:func:`auto_supercell`)."""
+    if isinstance(supercell, str):
+        return supercell_setting(primitive_parent(atoms, symprec), auto_supercell(atoms, scan, symprec).matrix,
+                                 symprec)
     sym = detect_symmetry(atoms, symprec=symprec)
     exact = detect_symmetry(symmetrized_atoms(sym), symprec=symprec)
     if supercell is None and kpoint is None:
@@ -73,6 +82,72 @@ def setting_of(atoms: Atoms, supercell=None, kpoint=None, symprec: float = 1e-3)
             return supercell_setting(psym, P, symprec)
         supercell = np.round(N).astype(int)
     return supercell_setting(exact, as_supercell_matrix(supercell), symprec)
+
+
+# ----------------------------------------------------------------------------------
+# supercell="auto": the instability scan of the relaxed parent chooses the setting
+
+AUTO_GRID = 4  # N of the scan's N×N×N grid behind supercell="auto"
+SCAN_SCHEMA = 1  # of the stored scan record (ScanResult.as_dict)
+
+
+def primitive_parent(atoms: Atoms, symprec: float = 1e-3):
+    """The primitive parent's Symmetry, as the supercell settings reduce any cell."""
+    if isinstance(atoms, Atoms) and not atoms.pbc.all():
+        raise SBSInputError("--supercell auto needs a crystal (pbc=True): a molecule has only its k = 0 setting")
+    exact = detect_symmetry(symmetrized_atoms(detect_symmetry(atoms, symprec=symprec)), symprec=symprec)
+    return detect_symmetry(primitive_cell(exact)[0], symprec=symprec)
+
+
+def auto_supercell(atoms: Atoms, scan: ScanResult | None, symprec: float = 1e-3) -> SupercellChoice:
+    """The supercell of the primitive parent of ``atoms`` holding the unstable stars of
+    ``scan`` (:func:`~ase_sbs.setting.choice.choose_supercell`; refused in one line when
+    it is too large). ``scan`` must be of that parent (the scan of the relaxed parent
+    that :func:`break_symmetry` runs, or of ``atoms`` as given)."""
+    if scan is None:
+        raise SBSInputError("supercell='auto' needs the instability scan of the parent (break_symmetry runs it; "
+                            "ase_sbs.scan computes it)")
+    return choose_supercell(primitive_parent(atoms, symprec), scan.unstable_stars)
+
+
+def scan_key(parent_key: str, step: float) -> str:
+    """The store's key of the scan of a relaxed parent (``parent_key``)."""
+    return f"scan-{digest(parent_key, AUTO_GRID, step, SCAN_SCHEMA)}"
+
+
+def scan_fromdict(data) -> ScanResult:
+    """A stored scan record, or :class:`~ase_sbs.explore.store.RecordError` (recomputed)."""
+    try:
+        if data.get("schema") != SCAN_SCHEMA:
+            raise ValueError(f"schema {data.get('schema')!r}, not {SCAN_SCHEMA}")
+        return ScanResult.fromdict(data)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise RecordError(f"not a scan record ({exc})") from exc
+
+
+def auto_setting(atoms: Atoms, pot: Potential, s: ExploreSettings, store: Store, runner,
+                 progress: bool = False) -> tuple[Setting, ParentResult, ScanResult, SupercellChoice]:
+    """``supercell="auto"``: the parent relaxed in its primitive cell (as every
+    exploration relaxes it), the instability scan of that parent (grid :data:`AUTO_GRID`
+    and the special points, no path; from the store when done before), the supercell
+    holding its unstable stars, and that setting."""
+    psym = primitive_parent(atoms, s.symprec)
+    base = supercell_setting(psym, np.eye(3, dtype=int), s.symprec)
+    parent = relax_parent(base, pot, s, store, runner)
+    key = scan_key(parent.key, s.curvature_step)
+    scan = store.load_data(key, scan_fromdict)
+    if scan is None:
+        scan = scan_structure(parent.atoms, pot, runner, AUTO_GRID, step=s.curvature_step, progress=progress,
+                              path=False, symprec=s.symprec)
+        store.save_data(key, {"schema": SCAN_SCHEMA, **scan.as_dict()})
+    choice = auto_supercell(atoms, scan, s.symprec)
+    return supercell_setting(psym, choice.matrix, s.symprec), parent, scan, choice
+
+
+def saved_scan(parent_key: str, out: str | None, step: float = 0.01) -> ScanResult | None:
+    """The scan a ``supercell="auto"`` exploration stored in ``out`` for the relaxed
+    parent ``parent_key`` (:attr:`ParentResult.key`), or None."""
+    return None if out is None else Store(out).load_data(scan_key(parent_key, step), scan_fromdict)
 
 
 def enumerate_isotropy(setting: Setting, channels: list) -> dict:
@@ -138,7 +213,9 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
         out: directory for finished relaxations (resume); None keeps all in memory.
         device: ``cpu``, ``cuda`` or ``auto``, for the potential (when named) and the bias.
         supercell, kpoint: beyond k = 0: a supercell of the input cell (three integers or
-            a 3×3 matrix) and/or one k-star (``R`` or three numbers).
+            a 3×3 matrix) and/or one k-star (``R`` or three numbers); ``supercell="auto"``:
+            the supercell of the primitive parent holding the unstable stars of the
+            instability scan of the relaxed parent (:func:`auto_setting`).
         engine: ``auto`` (the batched engine, unless the potential cannot batch: then
             ASE), ``ase``, ``batched``, or a runner object (an
             :class:`~ase_sbs.relax.engine.Engine` or :class:`~ase_sbs.relax.ase_runner.ASERunner`).
@@ -162,14 +239,25 @@ def break_symmetry(atoms: Atoms, calc="auto", targets="auto", mode: str = "seed"
             raise SBSInputError(f"unknown cascade budget option: {exc}") from exc
     if cascade:
         budget.validate()
-    setting0 = setting_of(atoms, supercell, kpoint, s.symprec)
-    channels0 = distortion_channels(setting0)
-    isotropy = enumerate_isotropy(setting0, channels0)
+    auto = isinstance(supercell, str)
+    if auto and supercell != "auto":
+        raise SBSInputError(f"supercell is three integers, a 3x3 matrix or 'auto', got {supercell!r}")
+    if auto:
+        primitive_parent(atoms, s.symprec)  # a molecule is refused before the potential loads
+    else:
+        setting0 = setting_of(atoms, supercell, kpoint, s.symprec)
+        channels0 = distortion_channels(setting0)
+        isotropy = enumerate_isotropy(setting0, channels0)
     pot = calc if isinstance(calc, Potential) else get_potential(calc, atoms.get_chemical_symbols(), device)
     pot.check_covers(atoms.get_chemical_symbols())
     runner = make_runner(engine, pot, device, engine_options)
     store = Store(out)  # after everything that can refuse the input: a refused run leaves no directory
-    parent = relax_parent(setting0, pot, s, store, runner)
+    if auto:  # the scan of the relaxed parent picks the setting, refused before any relaxation in it
+        setting0, parent, _, _ = auto_setting(atoms, pot, s, store, runner, progress)
+        channels0 = distortion_channels(setting0)
+        isotropy = enumerate_isotropy(setting0, channels0)
+    else:
+        parent = relax_parent(setting0, pot, s, store, runner)
     setting = setting0.rescaled(parent.atoms)
     root_key = digest(parent.key, setting.order, None if setting.supercell is None else setting.supercell.tolist())
     channels, hessian = channel_curvatures(setting, channels0, root_key, pot, s, store, progress, runner)
