@@ -135,8 +135,8 @@ def plan_level(setting: Setting, channels: list, targets: list, reference: Refer
     return PlannedLevel(setting, reference, channels, targets, plans, relaxations, pending)
 
 
-MERGE_WITHIN = 0.01  # Å: a relaxation this close to a phase its level found, nearly still, is that phase
-MERGE_FMAX = 0.02  # eV/Å: "nearly still"
+MERGE_WITHIN = 0.03  # Å: a relaxation this close to a phase its level found, nearly still, is that phase
+MERGE_FMAX = 0.05  # eV/Å: "nearly still"
 
 
 class KnownPhases:
