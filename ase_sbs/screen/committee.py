@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from ase import Atoms
 
 from ..core.files import json_safe
-from ..errors import SBSInputError, SBSStorageError
+from ..errors import SBSInputError
 from ..core.structure import formula
 from ..explore.committee import (
     TOLERANCE,
@@ -52,7 +52,7 @@ from ..explore.protocol import break_symmetry
 from ..explore.results import ExploreSettings
 from ..explore.store import digest
 from ..potentials.registry import MODEL_SUFFIXES, get_potential, lookup, potential_name, registered_names
-from .database import is_storage_failure, previous_row, stored_keys, stored_text, transaction
+from .database import is_storage_failure, previous_row, storage_error, stored_keys, stored_text, transaction
 from .summary import deeper_nodes, ground_state, phase_label
 from .task import worker_cache
 
@@ -389,9 +389,7 @@ def write_committee(db, job: CommitteeJob, committee: Committee, ids: dict) -> C
     except Exception as exc:
         if not is_storage_failure(exc):
             raise
-        where = str(getattr(db, "filename", "") or "the database")
-        raise SBSStorageError(where, f"{exc} [{type(exc).__name__}]", f"the committee row of {keys['name']}",
-                              getattr(exc, "errno", None)) from exc
+        raise storage_error(db, exc, f"the committee row of {keys['name']}") from exc
     return CommitteeOutcome(row_id, keys["name"], formula(atoms), committee.potentials,
                             {m.potential: m.label for m in committee.members},
                             {m.potential: m.delta_energy_per_formula_unit_eV for m in committee.members},

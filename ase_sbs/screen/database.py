@@ -154,11 +154,16 @@ def write_parent(db, parent: Parent, settings_hash: str, potential: str, result:
     except Exception as exc:
         if not is_storage_failure(exc):
             raise
-        where = str(getattr(db, "filename", "") or "the database")
-        raise SBSStorageError(where, f"{exc} [{type(exc).__name__}]", f"the rows of parent {pairs_name(common)}",
-                              getattr(exc, "errno", None)) from exc
+        raise storage_error(db, exc, f"the rows of parent {pairs_name(common)}") from exc
     return ParentOutcome(row_id, pairs["name"], formula(atoms), settings_hash, error=pairs["error"],
                          potential=pairs["potential"])
+
+
+def storage_error(db, exc: Exception, what: str) -> SBSStorageError:
+    """The database refused a write (a full disk, a read-only file, a server that went
+    away): one :class:`SBSStorageError` naming the database and what was being written."""
+    where = str(getattr(db, "filename", "") or "the database")
+    return SBSStorageError(where, f"{exc} [{type(exc).__name__}]", what, getattr(exc, "errno", None))
 
 
 def pairs_name(common: dict) -> str:
