@@ -33,7 +33,7 @@ beyond the setting.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
 import numpy as np
@@ -43,6 +43,7 @@ from ..core.symmetry import crystal_point_group_matrices, detect_symmetry
 from ..errors import SBSInputError
 from ..setting.channels import distortion_channels
 from ..setting.isotropy import coupled_targets, isotropy_subgroups
+from ..setting.setting import Setting
 from .classify import one_phase, stabilizer
 from .levels import (
     Level,
@@ -201,8 +202,6 @@ class Tree:
         return [n for n in self.nodes if n.parent == node_id]
 
     def as_dict(self) -> dict:
-        from dataclasses import asdict
-
         return {"max_depth": self.max_depth, "ground_state": self.ground_state, "lowest": self.lowest,
                 "lowest_local_minimum": self.lowest_local_minimum, "verdict": str(self.verdict),
                 "unexplored": self.unexplored, "budget": asdict(self.budget), "relaxations": self.relaxations,
@@ -217,13 +216,13 @@ def _curvatures(channels) -> tuple[dict, list]:
 class _Work:
     """A checked node's setting, channels and Hessian, kept for its expansion."""
 
-    setting: object
+    setting: Setting
     channels: list
     hessian: np.ndarray
     reference: Reference
 
 
-def cascade_tree(root: Level, run: Run, budget: CascadeBudget | int = 3, root_hessian=None) -> Tree:
+def cascade_tree(root: Level, run: Run, budget: CascadeBudget | int = 3) -> Tree:
     """Grow the tree from the root level's phases (module docstring); ``budget`` is a
     :class:`CascadeBudget` or a maximum depth."""
     budget = budget if isinstance(budget, CascadeBudget) else CascadeBudget(max_depth=budget)
