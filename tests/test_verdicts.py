@@ -142,3 +142,24 @@ def test_ends_a_hair_off_a_phase_are_that_phase(tmp_path):
     far.positions[0] += [0.3, 0.0, 0.0]
     far_record = type(nudge)(**{**nudge.__dict__, "ladder": {}})
     assert not one_phase(setting, exact.atoms, exact, far, far_record, 1e-4)  # one G-orbit fails beyond 0.03 Å
+
+
+def test_a_cascade_whose_unstable_root_leads_nowhere_below_names_the_root(sc_cu):
+    """The root's channel is unstable but every relaxation ends within energy_tol of it (an
+    energy tolerance of 1 eV/atom makes it so here, as a barely unstable KTaO3 does with
+    the default): the root was explored and nothing lies below it, so it is the ground
+    state, and a screen row says so."""
+    ex = break_symmetry(sc_cu, "emt", targets="Cmmm", cascade=True, energy_tol=1.0, progress=False)
+    t = ex.tree
+    assert len(t.nodes) == 1 and t.nodes[0].unstable and t.nodes[0].expansion == "explored"
+    assert t.ground_state == 0 and t.lowest == 0 and t.verdict == "ground state"
+    from ase_sbs.report.screen import describe_outcome
+    from ase_sbs.screen.database import ParentOutcome
+    from ase_sbs.screen.summary import ground_state, lowest_phase
+
+    data = json.loads(json.dumps(ex.as_dict(), default=float))
+    sg, label, dE, status = ground_state(data)
+    assert (sg, dE, status) == (221, 0.0, "ground state") and lowest_phase(data) == (221, label, 0.0)
+    line = describe_outcome(ParentOutcome(1, "sc", "Cu", "h", parent_group=label, ground_group=label, ground_dE=dE,
+                                          ground_status=str(status), lowest_group=label, lowest_dE=0.0))
+    assert "-> Pm-3m (221)" in line

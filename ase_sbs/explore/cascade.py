@@ -24,10 +24,11 @@ explorations use too; the node takes the name of the more symmetric). Energies (
 formula unit) and domain variants count against the root.
 
 Verdict. The ground state in this setting is the lowest node when its check says it is
-a local minimum. When the lowest node is unstable (its channels unexplored: depth limit,
-budget), the ground state lies below it: the tree says so, with its unstable channels,
-and names no ground state. What a larger supercell or another k-point would allow is
-beyond the setting.
+a local minimum, or when its unstable channels were explored and found nothing below it
+(a barely unstable parent whose relaxations end within ``energy_tol`` of it). When the
+lowest node is unstable and unexplored (depth limit, budget), the ground state lies below
+it: the tree says so, with its unstable channels, and names no ground state. What a
+larger supercell or another k-point would allow is beyond the setting.
 """
 
 from __future__ import annotations
@@ -333,7 +334,9 @@ def cascade_tree(root: Level, run: Run, budget: CascadeBudget | int = 3) -> Tree
         if n.check == Check.UNSTABLE and n.expansion is None:
             n.expansion = Expansion.ABOVE_MINIMUM
     lowest = min(nodes, key=lambda n: n.energy_per_atom_eV)
-    if lowest.check == Check.LOCAL_MINIMUM:
+    # the lowest node is the ground state when it is a checked local minimum, or when its
+    # unstable channels were explored and led nowhere below it (nothing is lower)
+    if lowest.check == Check.LOCAL_MINIMUM or lowest.expansion == Expansion.EXPLORED:
         verdict, ground = TreeVerdict.GROUND_STATE, lowest.id
     else:
         verdict, ground = TreeVerdict.BELOW_LOWEST, None

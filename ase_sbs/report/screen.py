@@ -21,7 +21,7 @@ def describe_outcome(outcome) -> str:
         checked = "" if outcome.ground_status in (None, "ground state", "parent") else f" ({outcome.ground_status})"
         return (f"{head}  {outcome.parent_group} -> {outcome.ground_group}{checked}  ΔE "
                 f"{1000 * outcome.ground_dE:+.2f} meV/f.u.  {tail}")
-    if outcome.ground_status == "below lowest":
+    if outcome.ground_status == "below lowest" and outcome.lowest_dE is not None:
         return (f"{head}  {outcome.parent_group} -> below {outcome.lowest_group} (ΔE {1000 * outcome.lowest_dE:+.2f} "
                 f"meV/f.u., the lowest phase found, unstable: explore deeper)  {tail}")
     return f"{head}  {outcome.parent_group} -> inconclusive (nothing below the parent, not shown stable)  {tail}"

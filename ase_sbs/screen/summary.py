@@ -51,7 +51,7 @@ def lowest_phase(data: dict) -> tuple[int | None, str | None, float | None]:
     found (a cascade's lowest node, else the lowest spontaneous phase; None when nothing
     lies below the parent)."""
     tree = data.get("tree")
-    if tree and tree.get("lowest"):
+    if tree and tree.get("lowest") is not None:
         node = tree["nodes"][tree["lowest"]]
         return node["spacegroup_number"], node["name"], float(node["delta_energy_per_formula_unit_eV"])
     below = [p for p in data["phases"] if p["spontaneous"]]
