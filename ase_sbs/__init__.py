@@ -33,6 +33,8 @@ _EXPORTS = {
     "RelaxJob": "ase_sbs.relax.jobs",
     "Stage": "ase_sbs.relax.jobs",
     "break_symmetry": "ase_sbs.explore.protocol",
+    "scan": "ase_sbs.analysis.scan",
+    "ScanResult": "ase_sbs.setting.scan",
     "Exploration": "ase_sbs.explore.results",
     "Phase": "ase_sbs.explore.results",
     "Committee": "ase_sbs.explore.committee",
