@@ -261,10 +261,10 @@ def test_nequip_batch_target_in_the_engine(artifacts, batch_plain_pt2, cu):
     results of one call per frame."""
     import yaml
 
-    from ase_sbs.bench import _graphs, copies
+    from ase_sbs.bench import copies
     from ase_sbs.nequip import BatchNequIPCalculator
     from ase_sbs.nequip.calculator import load_calculator
-    from ase_sbs.potentials.batched import batched_potential
+    from ase_sbs.potentials.batched import Graphs, batched_potential
 
     config = yaml.safe_load((EXAMPLES / "nequip" / "biased_potential.yaml").read_text())
     _, _, pt2 = artifacts
@@ -276,7 +276,7 @@ def test_nequip_batch_target_in_the_engine(artifacts, batch_plain_pt2, cu):
     potential = batched_potential(plain)
     assert potential.batched
     structures = copies(cu, 3, rattle=0.04, seed=6)
-    energy, forces, stress = potential.evaluate(_graphs(structures, None, "cpu"))
+    energy, forces, stress = potential.evaluate(Graphs.of(structures, potential.cutoff, "cpu"))
     for k, a in enumerate(structures):
         e, f, s = _efs(plain, a)
         assert abs(e - energy[k].item()) < 1e-8

@@ -37,7 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_SOURCE = Path(__file__).resolve().parent / "data" / "sbs_plugin_demo"
 BTO = str(EXAMPLES / "BaTiO3_cubic.cif")
 FLOAT32 = {"energy": 2e-5, "forces": 1e-5, "stress": 1e-6}
-TOLERANCES = {"emt": {"energy": 1e-9, "forces": 1e-9, "stress": 1e-9}}
+# CHGNet's float32 forces are gradients through its bond and three-body angle graphs: a
+# batch sums the same terms in another order, 1.2e-5 eV/Å apart on forces of 0.6 eV/Å seen.
+TOLERANCES = {"emt": {"energy": 1e-9, "forces": 1e-9, "stress": 1e-9},
+              **{n: {**FLOAT32, "forces": 5e-5} for n in ("chgnet", "chgnet-r2scan")}}
 NAMES = ["7net-0", "7net-l3i5", "7net-mf-0:PBE", "7net-mf-0:R2SCAN", "chgnet", "chgnet-r2scan"]
 needs_chgnet = pytest.mark.skipif(chgnet_module.missing() is not None, reason="chgnet is not installed")
 LOADABLE = [pytest.param(n, marks=needs_chgnet) if n.startswith("chgnet") else n for n in NAMES]

@@ -179,7 +179,9 @@ class KnownPhases:
 def run_levels(planned: list[PlannedLevel], run: Run) -> list[Level]:
     """Run the pending relaxations of several levels in one call of the runner (a batch
     fills from all of them), save each as it finishes, and classify every level; a
-    relaxation that reaches a phase its level already found stops there (:class:`KnownPhases`)."""
+    relaxation that reaches a phase its level already found stops there (:class:`KnownPhases`),
+    except with ``all_variants``, where each member is relaxed to its own end (the variants of
+    one phase are what the user asked for)."""
     work = [(lv, i, key, job) for lv in planned for i, key, job in lv.pending]
     bar = progress_bar(len(work), run.progress and bool(work))
     known = {id(lv): KnownPhases(run.root, run.settings.energy_tol) for lv in planned}
@@ -211,7 +213,8 @@ def run_levels(planned: list[PlannedLevel], run: Run) -> list[Level]:
         bar.update(1)
 
     if work:
-        jobs = [replace(job, monitor=monitor_for(k)) for k, (*_, job) in enumerate(work)]
+        jobs = [job if run.settings.all_variants else replace(job, monitor=monitor_for(k))
+                for k, (*_, job) in enumerate(work)]
         run.runner.relax(jobs, on_done=done)
     bar.close()
     return [Level(lv.setting, lv.reference, lv.channels, lv.targets, lv.plans, lv.relaxations,
