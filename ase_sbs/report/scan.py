@@ -98,8 +98,8 @@ def plot_scan(result, path: str) -> None:
     for t, _ in ticks:
         ax.axvline(t, color="0.85", lw=0.8, zorder=0)
     ax.set_xlim(x.min(), x.max())
-    top = max(float(np.percentile([c.lowest for s in result.stars for c in s.channels], 60)), 0.5)
-    ax.set_ylim(min(low.min() * 1.15, -0.1), top)
+    bottom = min(float(low.min()) * 1.15, -0.1)
+    ax.set_ylim(bottom, max(-0.5 * bottom, 1.0))  # the unstable part in full, the stable channels above it in part
     ax.set_ylabel("curvature (eV/Å² per unit displacement)")
     ax.set_title(f"{result.parent_formula} {result.parent_spacegroup}, {result.potential}: "
                  f"lowest curvature along the path", fontsize=10)
