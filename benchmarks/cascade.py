@@ -128,6 +128,8 @@ class UnitSampler:
     def __init__(self, every: float = 60.0):
         self.every, self.calc, self.atoms, self.samples, self.last = every, None, None, [], time.perf_counter()
         self.spent = 0.0
+        self.start = self.last
+        self.at: list[float] = []  # seconds of the run (sampling excluded) at each sample
         self.busy = False
 
     def maybe(self):
@@ -139,6 +141,7 @@ class UnitSampler:
         start = time.perf_counter()
         try:
             self.samples.append(t40(self.calc, self.atoms, repeats=3))
+            self.at.append(start - self.start - self.spent)
         finally:
             PROF.set_row(row)
             self.last = time.perf_counter()
@@ -277,7 +280,12 @@ def main(argv=None) -> int:
     p.add_argument("--expand", choices=["below", "all"], default="below", help="the cascade's expansions")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="an ExploreSettings field for this run (repeatable), e.g. release_fmax=1e-3")
+    p.add_argument("--show", metavar="JSON", help="print the profile of a recorded run and exit")
     args = p.parse_args(argv)
+    if args.show:
+        with open(args.show) as fh:
+            print(format_profile(json.load(fh)))
+        return 0
 
     import torch
 
@@ -306,6 +314,7 @@ def main(argv=None) -> int:
     PROF.times.pop("setup", None)
     PROF.counts.pop("setup", None)
     PROF.mark = t0 = time.perf_counter()
+    SAMPLER.start = SAMPLER.last = t0
     supercell = args.supercell if len(args.supercell) == 3 else np.reshape(args.supercell, (3, 3))
     budget = {"check": args.check, "expand": args.expand}
     ex = ase_sbs.break_symmetry(atoms, pot, supercell=supercell, cascade=True, max_depth=args.max_depth, out=out,
@@ -343,6 +352,7 @@ def main(argv=None) -> int:
         "structure": args.structure, "supercell": args.supercell, "max_depth": args.max_depth,
         "potential": pot.name, "threads": args.threads, "engine": ex.runner, "settings": extra, "budget": budget,
         "t40_s": unit, "t40_before_s": unit_before, "t40_after_s": unit_after, "t40_samples_s": SAMPLER.samples,
+        "t40_samples_at_s": SAMPLER.at,
         "wall_s": wall, "wall_t40": wall / unit, "nodes": len(ex.tree.nodes) if ex.tree else 0,
         "ground_state": None if ex.tree is None or ex.tree.ground_state is None
         else ex.tree.nodes[ex.tree.ground_state].name,
@@ -364,6 +374,18 @@ def main(argv=None) -> int:
     return 0
 
 
+def weighted_cost(result: dict) -> float:
+    """The run's cost in t40 with the unit following the load: the integral of dt / t40(t),
+    t40 linear between the samples (before at 0, after at the end); runs recorded without
+    the sample times take them evenly spaced."""
+    samples = result.get("t40_samples_s", [])
+    wall = result["wall_s"]
+    at = result.get("t40_samples_at_s") or list(np.linspace(0, wall, len(samples) + 2)[1:-1])
+    times = np.array([0.0, *at, wall])
+    inverse = 1.0 / np.array([result["t40_before_s"], *samples, result["t40_after_s"]])
+    return float(np.sum(np.diff(times) * (inverse[1:] + inverse[:-1]) / 2))
+
+
 def format_profile(result: dict) -> str:
     u = result["t40_s"]
     budget = result.get("budget") or {}
@@ -373,7 +395,8 @@ def format_profile(result: dict) -> str:
             f"{result['threads']} thread(s)]\n"
             f"t40 = {u:.3f} s (median of {2 + len(result.get('t40_samples_s', []))}: before "
             f"{result['t40_before_s']:.3f}, after {result['t40_after_s']:.3f}); "
-            f"wall {result['wall_s']:.1f} s = {result['wall_t40']:.0f} t40; {result['nodes']} nodes; "
+            f"wall {result['wall_s']:.1f} s = {result['wall_t40']:.0f} t40 at the median unit, "
+            f"{weighted_cost(result):.0f} t40 with the unit following the load; {result['nodes']} nodes; "
             f"ground state {result['ground_state']}")
     cols = ["row", "t40", "wall_s"] + [f"{k}_s" for k in CATEGORIES] + [
         "targets", "relaxations", "nodes", "optimizer_steps", "model_calls", "structures", "atoms_per_call",
