@@ -33,6 +33,8 @@ def main() -> None:
     p.add_argument("--calc", default="7net-0")
     p.add_argument("--grid", type=int, default=4)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cpu_scan.txt"))
+    p.add_argument("--plot", help="also draw the path scan here (PNG)")
+    p.add_argument("--table", help="also write the path scan's table of unstable stars here")
     args = p.parse_args()
 
     import numpy as np
@@ -67,6 +69,13 @@ def main() -> None:
         t0 = time.perf_counter()
         res = scan_structure(parent, pot, runner, args.grid, path=path)
         runs.append((label, res, time.perf_counter() - t0, calls["n"]))
+    if args.plot or args.table:
+        from ase_sbs.report.scan import describe_scan, plot_scan
+
+        if args.plot:
+            plot_scan(runs[-1][1], args.plot)
+        if args.table:
+            Path(args.table).write_text(describe_scan(runs[-1][1]) + "\n")
     big = make_supercell(parent, args.grid * np.eye(3))
     big.rattle(0.01, seed=1)
     big.calc = pot.calc
@@ -99,7 +108,7 @@ def main() -> None:
         f"# machine: {platform.node()}, {os.cpu_count()} cores, {platform.platform()}",
         f"# threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, torch.get_num_threads()="
         f"{torch.get_num_threads()}; python {platform.python_version()}, torch {torch.__version__}",
-        f"# commit: {commit.strip()}; run under nice -n 19 on a machine shared with other jobs: load average "
+        f"# commit: {commit.strip()}; load average "
         f"{load0[0]:.2f} at the start, {load1[0]:.2f} at the end (walls are single runs)",
         "",
         f"parent relaxation within Pm-3m: {t_relax:.1f} s, a = {parent.cell.lengths()[0]:.4f} Å",

@@ -4,7 +4,8 @@ aotinductor`` (target ``ase_sbs``: b and λ are inputs), then the compiled file 
 ``SBSNequIPCalculator`` and in ``ase-sbs explore --calc model.nequip.pt2``.
 
 Three compiles (targets ``ase_sbs``, ``batch_sbs`` and NequIP's ``batch``): AOTInductor on
-CPU takes one to two minutes each."""
+CPU takes one to two minutes each, so the default suite compiles once (``ase_sbs``) and the
+two batch targets are marked slow."""
 
 import json
 import os
@@ -204,6 +205,7 @@ def test_batched_engine_with_compiled_model(artifacts):
     assert [p.spacegroup_number for p in ase_path.phases] == [p.spacegroup_number for p in batched.phases]
 
 
+@pytest.mark.slow  # one more AOTInductor compile
 def test_batch_sbs_target_evaluates_whole_batches(artifacts, batch_pt2, cu):
     """A model compiled with ``--target batch_sbs`` takes a batch of frames, each with its
     own b and λ: it equals the ``ase_sbs``-compiled model frame by frame (1e-8), a batch
@@ -254,6 +256,7 @@ def test_batch_sbs_target_evaluates_whole_batches(artifacts, batch_pt2, cu):
         assert abs(a.energy_per_atom - b.energy_per_atom) < 5e-4
 
 
+@pytest.mark.slow  # one more AOTInductor compile
 def test_nequip_batch_target_in_the_engine(artifacts, batch_plain_pt2, cu):
     """NequIP's ``--target batch``: loaded as BatchNequIPCalculator, it is the model at the
     config's fixed b and λ (= the ``ase_sbs``-compiled model given them, 1e-8), also for a

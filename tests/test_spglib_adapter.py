@@ -34,7 +34,9 @@ def old_error_path(monkeypatch):
     return seen
 
 
-def test_detection_settings_and_typing_take_spglib_s_new_error_path(old_error_path):
+def test_detection_settings_and_typing_take_spglib_s_new_error_path(old_error_path, monkeypatch):
+    # spglib's default, which other packages (phonopy, at import) may have switched off
+    monkeypatch.setattr(spglib.error, "OLD_ERROR_HANDLING", True)
     batio3 = read(EXAMPLES / "BaTiO3_cubic.cif")
     sym = detect_symmetry(batio3)
     symmetrized_atoms(sym)
