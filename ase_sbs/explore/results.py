@@ -320,8 +320,11 @@ class Verdict(StrEnum):
 def verdict_of(phases: list, relaxations: list, channels: list) -> tuple[Verdict, list[str]]:
     """(verdict, reasons) from the evidence: ``broken`` when a phase lies
     below the parent; otherwise ``stable`` only when every relaxation converged (a
-    relaxation that ran out of steps proves nothing) and every channel with a negative
-    curvature was relaxed and led nowhere below the parent; else ``inconclusive``."""
+    relaxation that ran out of steps proves nothing) and no channel has a negative
+    curvature that is left unexplained: one not relaxed, one whose relaxations all returned
+    (the curvature says it should not), or one whose relaxations end off the parent but
+    within the energy tolerance of it (a shallow well, not resolved); else
+    ``inconclusive``."""
     reasons = []
     unconverged = [r for r in relaxations if r.status == "unconverged"]
     if unconverged:
@@ -340,6 +343,12 @@ def verdict_of(phases: list, relaxations: list, channels: list) -> tuple[Verdict
         elif all(r.status == "returned" for r in mine):
             reasons.append(f"channel {c.label} has a negative curvature ({kappa}) but its relaxations returned to "
                            "the parent")
+        elif any(r.status in ("broken", "merged") for r in mine):
+            reached = {r.target for r in mine}
+            gain = min((p.delta_energy_per_atom_eV for p in phases if reached & set(p.targets)), default=0.0)
+            reasons.append(f"channel {c.label} has a negative curvature ({kappa}) and its relaxations end off the "
+                           f"parent only {-1000 * gain:.3f} meV/atom below it, within the energy tolerance: a "
+                           "shallow instability this run does not resolve")
     return (Verdict.INCONCLUSIVE if reasons else Verdict.STABLE), reasons
 
 
