@@ -161,8 +161,11 @@ def test_a_cascade_whose_unstable_root_leads_nowhere_below_names_the_root(sc_cu)
     sg, label, dE, status = ground_state(data)
     assert (sg, dE, status) == (221, 0.0, "ground state") and lowest_phase(data) == (221, label, 0.0)
     line = describe_outcome(ParentOutcome(1, "sc", "Cu", "h", parent_group=label, ground_group=label, ground_dE=dE,
-                                          ground_status=str(status), lowest_group=label, lowest_dE=0.0))
+                                          ground_status=str(status), lowest_group=label, lowest_dE=0.0,
+                                          verdict=data["verdict"]))
     assert "-> Pm-3m (221)" in line
+    # the root's own verdict: its unstable channel's relaxations ended within the tolerance
+    assert data["verdict"] == "inconclusive" and "inconclusive" in line
 
 
 def test_a_negative_curvature_whose_well_lies_within_the_energy_tolerance_is_inconclusive(sc_cu):

@@ -55,6 +55,7 @@ class ParentOutcome:
     stable: bool | None = None
     error: str | None = None
     potential: str | None = None
+    verdict: str | None = None  # the root exploration's: broken, stable, inconclusive
 
 
 def open_database(url: str):
@@ -187,4 +188,5 @@ def write_results(db, common: dict, result: dict) -> ParentOutcome:
     return ParentOutcome(row_id, pairs_name(common), data["parent"]["formula"], common["settings_hash"],
                          parent_group=data["parent"]["spacegroup"], ground_group=ground, ground_dE=dE,
                          ground_status=str(status), lowest_group=lowest, lowest_dE=low_dE,
-                         n_phases=keys["n_phases"], stable=keys["stable"], potential=keys["potential"])
+                         n_phases=keys["n_phases"], stable=keys["stable"], potential=keys["potential"],
+                         verdict=data.get("verdict"))
