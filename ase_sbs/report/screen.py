@@ -20,7 +20,7 @@ def describe_outcome(outcome) -> str:
     if outcome.ground_group is not None:
         checked = "" if outcome.ground_status in (None, "ground state", "parent") else f" ({outcome.ground_status})"
         if outcome.ground_group == outcome.parent_group and outcome.verdict == "inconclusive":
-            checked += " (within the energy tolerance; the parent's own verdict: inconclusive)"
+            checked += " (the parent's own verdict: inconclusive, its reasons in the row's data)"
         return (f"{head}  {outcome.parent_group} -> {outcome.ground_group}{checked}  ΔE "
                 f"{1000 * outcome.ground_dE:+.2f} meV/f.u.  {tail}")
     if outcome.ground_status == "below lowest" and outcome.lowest_dE is not None:
