@@ -21,6 +21,7 @@ per potential (``ase_sbs.report.committee.plot_committees``).
 
 import sys
 
+import numpy as np
 from ase.db import connect
 
 from ase_sbs.screen.summary import ground_state, lowest_phase
@@ -73,6 +74,8 @@ def rows(path: str, potential: str | None = None) -> list[dict]:
         same = [r.dE for r in phases if r.sg == exp_sg]
         exp_dE = 0.0 if exp_sg == parent.parent_sg else (min(same) if same else None)
         tree = parent.data.get("tree")
+        matrix = parent.data.get("supercell")
+        record["setting_atoms"] = len(parent.toatoms()) * (round(abs(np.linalg.det(matrix))) if matrix else 1)
         checked = status in ("ground state", "parent") or bool(tree and tree.get("ground_state") is not None)
         out.append({**record, "predicted": label, "sg": sg, "dE": 1000 * dE, "local_minimum": checked,
                     "exp_dE": None if exp_dE is None else 1000 * exp_dE, "agrees": sg == exp_sg})
@@ -155,7 +158,10 @@ def plot(records: list[dict], path: str) -> None:
             ax.annotate("cubic", (i, 0), textcoords="offset points", xytext=(0, -4), ha="center", va="top",
                         fontsize=8, color="tab:green")
     ax.set_ylabel("ΔE against the cubic parent (meV/f.u.)")
-    ax.set_title("Cubic perovskites under SevenNet-0: Γ ⊕ R setting (10 atoms), cascade one level deep", fontsize=10)
+    sizes = sorted({r["setting_atoms"] for r in records if "setting_atoms" in r})
+    setting = " / ".join(f"{n}-atom" for n in sizes) + " setting" + ("s" if len(sizes) > 1 else "")
+    ax.set_title(f"Cubic perovskites under SevenNet-0: the {setting} (Γ ⊕ R at 10 atoms, Γ ⊕ X ⊕ M ⊕ R at 40), "
+                 "cascade", fontsize=10)
     ax.legend(handles=[Patch(color="tab:green", label="prediction = experimental group"),
                        Patch(color="tab:orange", label="experimental group found, higher"),
                        Patch(color="0.6", label="experimental group beyond this setting (Pnma)"),
