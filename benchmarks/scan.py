@@ -61,7 +61,7 @@ def main() -> None:
         batched.evaluate = counted
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    parent = relax_in_group(atoms, pot, runner=make_runner("auto", pot))
+    parent = relax_in_group(atoms, pot, runner=runner)
     t_relax = time.perf_counter() - t0
     runs = []
     for label, path in (("grid + special points", False), (f"grid + path ({args.grid} steps per line)", True)):

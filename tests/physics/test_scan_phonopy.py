@@ -32,9 +32,10 @@ phonopy = pytest.importorskip("phonopy")
 GRID = 4
 
 
-def phonopy_eigenvalues(atoms, calc, qpoints, unit_masses: bool) -> np.ndarray:
-    """(q, bands) eigenvalues (eV/Å² with unit masses, eV/(Å² amu) with real ones) at
-    ``qpoints`` from the GRID×GRID×GRID force constants, extrapolated to zero step."""
+def phonopy_eigenvalues(atoms, calc, qpoints) -> tuple[np.ndarray, np.ndarray]:
+    """(q, bands) eigenvalues at ``qpoints`` from the GRID×GRID×GRID force constants,
+    extrapolated to zero step: with unit masses (eV/Å²) and with the real ones (eV/(Å² amu)),
+    from one set of displaced supercells."""
     from phonopy.structure.atoms import PhonopyAtoms
 
     unit = PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=np.asarray(atoms.cell),
@@ -57,8 +58,8 @@ def phonopy_eigenvalues(atoms, calc, qpoints, unit_masses: bool) -> np.ndarray:
             nu = ph.get_qpoints_dict()["frequencies"]
             out.append(np.sort(np.sign(nu) * (nu / THZ) ** 2, axis=1))
         values[h] = out
-    both = [(4 * values[0.005][i] - values[0.01][i]) / 3 for i in range(2)]
-    return both[0] if unit_masses else both[1]
+    unit, real = ((4 * values[0.005][i] - values[0.01][i]) / 3 for i in range(2))
+    return unit, real
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +73,7 @@ def comparison(request, potential):
     result = scan_structure(atoms, potential, None, GRID, path=False)  # as shipped: one step of 0.01 Å
     half = scan_structure(atoms, potential, None, GRID, path=False, step=0.005)
     qs = grid_kpoints(GRID)
-    curv = phonopy_eigenvalues(atoms, potential.calc, qs, True)
-    freq2 = phonopy_eigenvalues(atoms, potential.calc, qs, False)
+    curv, freq2 = phonopy_eigenvalues(atoms, potential.calc, qs)
     index = StarIndex(scan_parent(atoms))
     for s in result.stars:
         index.add(np.array(s.kpoint))
