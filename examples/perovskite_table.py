@@ -4,7 +4,8 @@
 
 reads the parent and phase rows that ``ase-sbs screen examples/perovskites ...`` wrote
 and prints, per material, the ground state the screen predicts (the lowest local
-minimum of its cascade; the lowest phase when none of them is a checked minimum), its
+minimum of its cascade; when none of them is, "below" the lowest phase found, which
+then never counts as agreeing with experiment, whatever its group), its
 ΔE per formula unit against the relaxed cubic parent, the experimental low-temperature
 space group, and the energy of the experimental group when the screen found a phase of
 it. The plot draws both energies per material.
@@ -67,7 +68,8 @@ def rows(path: str, potential: str | None = None) -> list[dict]:
             out.append({**record, "error": parent.error})
             continue
         sg, label, dE, status = ground_state(parent.data)
-        if sg is None:  # the lowest phase found is unstable: the ground state lies below it
+        below = sg is None  # the lowest phase found is unstable: the ground state lies below it
+        if below:
             sg, label, dE = lowest_phase(parent.data)
             label = f"below {label}"
         phases = list(db.select(kind="phase", parent_id=parent.id))
@@ -78,7 +80,7 @@ def rows(path: str, potential: str | None = None) -> list[dict]:
         record["setting_atoms"] = len(parent.toatoms()) * (round(abs(np.linalg.det(matrix))) if matrix else 1)
         checked = status in ("ground state", "parent") or bool(tree and tree.get("ground_state") is not None)
         out.append({**record, "predicted": label, "sg": sg, "dE": 1000 * dE, "local_minimum": checked,
-                    "exp_dE": None if exp_dE is None else 1000 * exp_dE, "agrees": sg == exp_sg})
+                    "exp_dE": None if exp_dE is None else 1000 * exp_dE, "agrees": sg == exp_sg and not below})
     return out
 
 

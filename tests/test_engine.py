@@ -259,10 +259,13 @@ def test_bcc_cu_explore_through_the_batched_engine_matches_the_ase_path(cu_bcc):
     for a, b in zip(ase_path.phases, batched.phases):
         assert abs(a.delta_energy_per_atom_eV - b.delta_energy_per_atom_eV) < 5e-4
         assert a.n_variants == b.n_variants and a.spontaneous == b.spontaneous
-    # one after the other, a relaxation stops at a phase an earlier one found (merged); in one
-    # batch they all run together: both reach the same phases, which list every target
+    # one after the other, a relaxation may stop at a phase an earlier one found (merged) when
+    # that phase is no more symmetric than its target; in one batch they all run together:
+    # both reach the same phases, which list every target. The Fmmm targets reach the more
+    # symmetric I4/mmm and fcc ends of the I4/mmm targets, and run to their own ends.
     reached = [["broken" if r.status == "merged" else r.status for r in ex.relaxations] for ex in (batched, ase_path)]
-    assert reached[0] == reached[1] and any(r.status == "merged" for r in ase_path.relaxations)
+    assert reached[0] == reached[1]
+    assert all(r.status == "broken" for r in ase_path.relaxations if r.target.startswith("Fmmm"))
     assert [p.targets for p in batched.phases] == [p.targets for p in ase_path.phases]
     da, db = ase_path.as_dict(), batched.as_dict()
     assert da.keys() == db.keys() and da["relaxations"][0].keys() == db["relaxations"][0].keys()

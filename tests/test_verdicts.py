@@ -181,3 +181,31 @@ def test_a_negative_curvature_whose_well_lies_within_the_energy_tolerance_is_inc
     assert any("T2g" in reason and "energy tolerance" in reason for reason in ex.verdict_reasons)
     default = break_symmetry(sc_cu, "emt", progress=False)  # the same well, resolved
     assert default.verdict == "broken"
+
+
+def test_a_relaxation_stops_early_only_at_a_phase_no_more_symmetric_than_its_target():
+    """The early stop of a level's relaxations (:class:`~ase_sbs.explore.levels.KnownPhases`)
+    in bcc Cu's k = 0 setting (G = m-3m, 48 elements): a tetragonally strained cell is fixed
+    by the 16 elements of 4/mmm, an orthorhombic one by the 8 of mmm. A relaxation of an
+    orthorhombic target (|K| = 8) that passes the tetragonal phase, nearly still, does not
+    stop there: the more symmetric phase may be a saddle in its fixed space. A tetragonal
+    target (|K| = 16) does, and so does an orthorhombic one at an orthorhombic phase."""
+    from ase_sbs.explore.levels import KnownPhases
+
+    setting = k0_setting(bulk("Cu", "bcc", a=2.87))
+    known = KnownPhases(setting, energy_tol=1e-4)
+
+    def strained(*stretch):
+        a = setting.atoms.copy()
+        a.set_cell(a.cell @ np.diag(stretch), scale_atoms=True)
+        return a
+
+    tetragonal, orthorhombic = strained(1.0, 1.0, 1.2), strained(1.0, 1.1, 1.2)
+    assert known.symmetry_order(setting.atoms) == 48
+    assert known.symmetry_order(tetragonal) == 16 and known.symmetry_order(orthorhombic) == 8
+    known.add("tetragonal", tetragonal, -0.1)
+    assert known.match(tetragonal, -0.1, target_order=8) is None
+    assert known.match(tetragonal, -0.1, target_order=16) == "tetragonal"
+    known.add("orthorhombic", orthorhombic, -0.2)
+    assert known.match(orthorhombic, -0.2, target_order=8) == "orthorhombic"
+    assert known.match(strained(1.0, 1.1, 1.3), -0.2, target_order=8) is None  # a strain 0.1 away (0.25 Å at the cell length)

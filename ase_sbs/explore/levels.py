@@ -147,7 +147,15 @@ class KnownPhases:
     after a G-invariant fingerprint — sorted displacement lengths per species and the
     strain's eigenvalues — rules most out), its largest generalized force below
     :data:`MERGE_FMAX` and its energy per atom (without the bias) within 3 ``energy_tol``:
-    it would end there, so it is recorded as ``merged`` into that phase."""
+    it would end there, so it is recorded as ``merged`` into that phase.
+
+    Only into a phase no more symmetric than the running relaxation's own target K_j
+    (|G_P| ≤ |K_j|, G_P the elements of G that map the phase onto itself within
+    :data:`MERGE_WITHIN`): a more symmetric phase lies in Fix(K_j) but may be a saddle
+    there, and a relaxation passing close to it, nearly still, can still leave it along
+    the directions that break G_P down to K_j (cubic CaZrO3 under SevenNet-0 in the
+    10-atom Γ ⊕ R setting: the R3c target's relaxation passes within 0.03 Å of the R3m
+    phase before its tilts grow, and ends 0.13 eV/f.u. below it)."""
 
     def __init__(self, setting: Setting, energy_tol: float):
         self.setting = setting
@@ -162,16 +170,33 @@ class KnownPhases:
         scale = max(self.setting.atoms.cell.lengths()) if self.setting.periodic else 0.0
         return np.concatenate(parts + [np.linalg.eigvalsh(eps) * scale])
 
-    def add(self, key: str, structure, energy_per_atom: float) -> None:
-        self.phases.append((key, structure, energy_per_atom, self.fingerprint(structure)))
+    def symmetry_order(self, structure) -> int:
+        """|G_P|: the elements of the setting's group G that map ``structure`` (in the
+        setting's cell) onto itself within :data:`MERGE_WITHIN` Å (strain times the cell's
+        largest length)."""
+        u, eps = distortion(self.setting, structure)
+        scale = max(self.setting.atoms.cell.lengths()) if self.setting.periodic else 0.0
+        order = 0
+        for g in range(self.setting.order):
+            R = self.setting.rotations[g]
+            if np.abs(R @ eps @ R.T - eps).max() * scale <= MERGE_WITHIN \
+                    and np.abs(self.setting.act(g, u) - u).max() <= MERGE_WITHIN:
+                order += 1
+        return order
 
-    def match(self, structure, energy_per_atom: float) -> str | None:
+    def add(self, key: str, structure, energy_per_atom: float) -> None:
+        self.phases.append((key, structure, energy_per_atom, self.fingerprint(structure),
+                            self.symmetry_order(structure)))
+
+    def match(self, structure, energy_per_atom: float, target_order: int) -> str | None:
+        """The key of a known phase the running ``structure`` has reached, of a symmetry
+        no higher than its target's (``target_order`` = |K_j|); None when there is none."""
         if not self.phases:
             return None
         fp = self.fingerprint(structure)
-        for key, known, e, kfp in self.phases:
-            if abs(e - energy_per_atom) < 3 * self.energy_tol and np.abs(kfp - fp).max() <= 2 * MERGE_WITHIN \
-                    and same_phase(self.setting, known, structure, MERGE_WITHIN):
+        for key, known, e, kfp, order in self.phases:
+            if order <= target_order and abs(e - energy_per_atom) < 3 * self.energy_tol \
+                    and np.abs(kfp - fp).max() <= 2 * MERGE_WITHIN and same_phase(self.setting, known, structure, MERGE_WITHIN):
                 return key
         return None
 
@@ -197,7 +222,8 @@ def run_levels(planned: list[PlannedLevel], run: Run) -> list[Level]:
         def monitor(atoms, fmax, energy):
             if fmax > MERGE_FMAX:
                 return False
-            key = known[id(lv)].match(unfold(lv.plans[i].folded, atoms), energy / len(atoms))
+            plan = lv.plans[i]
+            key = known[id(lv)].match(unfold(plan.folded, atoms), energy / len(atoms), plan.stabilizer.bit_count())
             if key is not None:
                 reached[k] = key
             return key is not None
