@@ -208,4 +208,5 @@ def test_a_relaxation_stops_early_only_at_a_phase_no_more_symmetric_than_its_tar
     assert known.match(tetragonal, -0.1, target_order=16) == "tetragonal"
     known.add("orthorhombic", orthorhombic, -0.2)
     assert known.match(orthorhombic, -0.2, target_order=8) == "orthorhombic"
-    assert known.match(strained(1.0, 1.1, 1.3), -0.2, target_order=8) is None  # a strain 0.1 away (0.25 Å at the cell length)
+    off = strained(1.0, 1.1, 1.3)  # a strain 0.1 away: 0.25 Å at the cell's length
+    assert known.match(off, -0.2, target_order=8) is None

@@ -196,7 +196,8 @@ class KnownPhases:
         fp = self.fingerprint(structure)
         for key, known, e, kfp, order in self.phases:
             if order <= target_order and abs(e - energy_per_atom) < 3 * self.energy_tol \
-                    and np.abs(kfp - fp).max() <= 2 * MERGE_WITHIN and same_phase(self.setting, known, structure, MERGE_WITHIN):
+                    and np.abs(kfp - fp).max() <= 2 * MERGE_WITHIN \
+                    and same_phase(self.setting, known, structure, MERGE_WITHIN):
                 return key
         return None
 
