@@ -155,7 +155,11 @@ class KnownPhases:
     there, and a relaxation passing close to it, nearly still, can still leave it along
     the directions that break G_P down to K_j (cubic CaZrO3 under SevenNet-0 in the
     10-atom Γ ⊕ R setting: the R3c target's relaxation passes within 0.03 Å of the R3m
-    phase before its tilts grow, and ends 0.13 eV/f.u. below it)."""
+    phase before its tilts grow, and ends 0.13 eV/f.u. below it).
+
+    And only into a phase found by a relaxation earlier in the level's order, so that
+    which relaxations stop does not depend on which finished first: a rerun that
+    recomputes one damaged record ends as the clean run did."""
 
     def __init__(self, setting: Setting, energy_tol: float):
         self.setting = setting
@@ -184,17 +188,21 @@ class KnownPhases:
                 order += 1
         return order
 
-    def add(self, key: str, structure, energy_per_atom: float) -> None:
+    def add(self, key: str, structure, energy_per_atom: float, index: int = 0) -> None:
+        """A phase the level's relaxation number ``index`` (in the level's order) ended in."""
         self.phases.append((key, structure, energy_per_atom, self.fingerprint(structure),
-                            self.symmetry_order(structure)))
+                            self.symmetry_order(structure), index))
 
-    def match(self, structure, energy_per_atom: float, target_order: int) -> str | None:
+    def match(self, structure, energy_per_atom: float, target_order: int, before: int | None = None) -> str | None:
         """The key of a known phase the running ``structure`` has reached, of a symmetry
-        no higher than its target's (``target_order`` = |K_j|); None when there is none."""
+        no higher than its target's (``target_order`` = |K_j|) and, with ``before``, found
+        by a relaxation earlier in the level's order; None when there is none."""
         if not self.phases:
             return None
         fp = self.fingerprint(structure)
-        for key, known, e, kfp, order in self.phases:
+        for key, known, e, kfp, order, index in self.phases:
+            if before is not None and index >= before:
+                continue
             if order <= target_order and abs(e - energy_per_atom) < 3 * self.energy_tol \
                     and np.abs(kfp - fp).max() <= 2 * MERGE_WITHIN \
                     and same_phase(self.setting, known, structure, MERGE_WITHIN):
@@ -214,7 +222,7 @@ def run_levels(planned: list[PlannedLevel], run: Run) -> list[Level]:
     for lv in planned:
         for i, r in enumerate(lv.relaxations):
             if r is not None and r.status == "broken":
-                known[id(lv)].add(r.key, unfold(lv.plans[i].folded, r.atoms), r.energy_per_atom)
+                known[id(lv)].add(r.key, unfold(lv.plans[i].folded, r.atoms), r.energy_per_atom, i)
     reached: dict = {}
 
     def monitor_for(k):
@@ -224,7 +232,8 @@ def run_levels(planned: list[PlannedLevel], run: Run) -> list[Level]:
             if fmax > MERGE_FMAX:
                 return False
             plan = lv.plans[i]
-            key = known[id(lv)].match(unfold(plan.folded, atoms), energy / len(atoms), plan.stabilizer.bit_count())
+            key = known[id(lv)].match(unfold(plan.folded, atoms), energy / len(atoms), plan.stabilizer.bit_count(),
+                                      before=i)
             if key is not None:
                 reached[k] = key
             return key is not None
@@ -236,7 +245,7 @@ def run_levels(planned: list[PlannedLevel], run: Run) -> list[Level]:
         run.store.save(key, r.todict(), r.atoms)
         lv.relaxations[i] = r
         if r.status == "broken":
-            known[id(lv)].add(key, unfold(lv.plans[i].folded, r.atoms), r.energy_per_atom)
+            known[id(lv)].add(key, unfold(lv.plans[i].folded, r.atoms), r.energy_per_atom, i)
         bar.update(1)
 
     if work:
