@@ -189,7 +189,8 @@ def test_a_relaxation_stops_early_only_at_a_phase_no_more_symmetric_than_its_tar
     by the 16 elements of 4/mmm, an orthorhombic one by the 8 of mmm. A relaxation of an
     orthorhombic target (|K| = 8) that passes the tetragonal phase, nearly still, does not
     stop there: the more symmetric phase may be a saddle in its fixed space. A tetragonal
-    target (|K| = 16) does, and so does an orthorhombic one at an orthorhombic phase."""
+    target (|K| = 16) does, and so does an orthorhombic one at an orthorhombic phase, once
+    a relaxation earlier in the level's order has found it."""
     from ase_sbs.explore.levels import KnownPhases
 
     setting = k0_setting(bulk("Cu", "bcc", a=2.87))
@@ -210,3 +211,8 @@ def test_a_relaxation_stops_early_only_at_a_phase_no_more_symmetric_than_its_tar
     assert known.match(orthorhombic, -0.2, target_order=8) == "orthorhombic"
     off = strained(1.0, 1.1, 1.3)  # a strain 0.1 away: 0.25 Å at the cell's length
     assert known.match(off, -0.2, target_order=8) is None
+    # and only at a phase an earlier relaxation of the level found (number 3 found this one)
+    later = KnownPhases(setting, energy_tol=1e-4)
+    later.add("orthorhombic", orthorhombic, -0.2, index=3)
+    assert later.match(orthorhombic, -0.2, target_order=8, before=3) is None
+    assert later.match(orthorhombic, -0.2, target_order=8, before=4) == "orthorhombic"
