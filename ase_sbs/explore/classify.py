@@ -19,6 +19,7 @@ under coset representatives g are the variants.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from functools import reduce
 
 import numpy as np
@@ -125,19 +126,28 @@ def distortion(setting: Setting, structure: Atoms) -> tuple[np.ndarray, np.ndarr
     return u - u.mean(axis=0), eps
 
 
+def elements_mapping(setting: Setting, onto: tuple[np.ndarray, np.ndarray], moved: tuple[np.ndarray, np.ndarray],
+                     tol: float) -> Iterator[int]:
+    """The elements g of G, in order, that map the distortion ``moved`` = (u, ε) onto
+    ``onto`` within ``tol`` Å: every atom of g·u within ``tol`` of the other's, and
+    R ε Rᵀ within ``tol`` divided by the cell's largest length. Both are distortions of
+    the setting's atoms (:func:`distortion`)."""
+    (u_onto, eps_onto), (u_moved, eps_moved) = onto, moved
+    scale = max(setting.atoms.cell.lengths()) if setting.periodic else 0.0
+    for g in range(setting.order):
+        R = setting.rotations[g]
+        if np.abs(R @ eps_moved @ R.T - eps_onto).max() * scale > tol:
+            continue
+        if np.abs(setting.act(g, u_moved) - u_onto).max() <= tol:
+            yield g
+
+
 def stabilizer(setting: Setting, structure: Atoms, tol: float) -> int:
     """The subgroup of G that maps the distortion of ``structure`` onto itself within
     ``tol`` Å (strain counted as ε times the cell's largest length), as a bitmask (the
     group generated, should the tolerance leave a set that is not closed)."""
-    u, eps = distortion(setting, structure)
-    scale = max(setting.atoms.cell.lengths()) if setting.periodic else 0.0
-    keep = []
-    for g in range(setting.order):
-        R = setting.rotations[g]
-        moved = setting.act(g, u)
-        if np.abs(moved - u).max() <= tol and np.abs(R @ eps @ R.T - eps).max() * scale <= tol:
-            keep.append(g)
-    return setting.group.generate(keep)
+    d = distortion(setting, structure)
+    return setting.group.generate(list(elements_mapping(setting, d, d, tol)))
 
 
 def same_phase(setting: Setting, a: Atoms, b: Atoms, tol: float) -> bool:
@@ -145,16 +155,8 @@ def same_phase(setting: Setting, a: Atoms, b: Atoms, tol: float) -> bool:
     in order) are one G-orbit within ``tol`` Å: some g maps b's onto a's, every atom and
     the strain (times the cell's largest length) within ``tol``. It tells apart phases
     better than space groups where a relaxation ends a little off a higher symmetry."""
-    ua, ea = distortion(setting, a)
-    ub, eb = distortion(setting, b)
-    scale = max(setting.atoms.cell.lengths()) if setting.periodic else 0.0
-    for g in range(setting.order):
-        R = setting.rotations[g]
-        if np.abs(R @ eb @ R.T - ea).max() * scale > tol:
-            continue
-        if np.abs(setting.act(g, ub) - ua).max() <= tol:
-            return True
-    return False
+    mapping = elements_mapping(setting, distortion(setting, a), distortion(setting, b), tol)
+    return next(mapping, None) is not None
 
 
 MERGE_TOL = 0.03  # Å: two relaxed structures this close (modulo G) at one energy are one phase

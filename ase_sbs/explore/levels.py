@@ -29,12 +29,12 @@ from .classify import (
     cell_multiplication,
     classify,
     distortion,
+    elements_mapping,
     group_name,
     max_displacement,
     max_strain,
     one_phase,
     relaxation_status,
-    same_phase,
     variants,
 )
 from .plans import MemberPlan, member_job, member_plans
@@ -164,34 +164,28 @@ class KnownPhases:
     def __init__(self, setting: Setting, energy_tol: float):
         self.setting = setting
         self.energy_tol = energy_tol
-        self.phases: list = []  # (key, structure, energy per atom, fingerprint)
+        self.phases: list = []  # (key, distortion, energy per atom, fingerprint, |G_P|, index)
 
-    def fingerprint(self, structure) -> np.ndarray:
-        u, eps = distortion(self.setting, structure)
+    def fingerprint(self, d: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """The G-invariant fingerprint of the distortion ``d`` = (u, ε)."""
+        u, eps = d
         labels = self.setting.labels
         lengths = np.linalg.norm(u, axis=1)
         parts = [np.sort(lengths[labels == z]) for z in np.unique(labels)]
         scale = max(self.setting.atoms.cell.lengths()) if self.setting.periodic else 0.0
         return np.concatenate(parts + [np.linalg.eigvalsh(eps) * scale])
 
-    def symmetry_order(self, structure) -> int:
-        """|G_P|: the elements of the setting's group G that map ``structure`` (in the
-        setting's cell) onto itself within :data:`MERGE_WITHIN` Å (strain times the cell's
-        largest length)."""
-        u, eps = distortion(self.setting, structure)
-        scale = max(self.setting.atoms.cell.lengths()) if self.setting.periodic else 0.0
-        order = 0
-        for g in range(self.setting.order):
-            R = self.setting.rotations[g]
-            if np.abs(R @ eps @ R.T - eps).max() * scale <= MERGE_WITHIN \
-                    and np.abs(self.setting.act(g, u) - u).max() <= MERGE_WITHIN:
-                order += 1
-        return order
+    def symmetry_order(self, d: tuple[np.ndarray, np.ndarray]) -> int:
+        """|G_P|: the elements of the setting's group G that map the distortion ``d`` =
+        (u, ε) onto itself within :data:`MERGE_WITHIN` Å (strain times the cell's largest
+        length)."""
+        return sum(1 for _ in elements_mapping(self.setting, d, d, MERGE_WITHIN))
 
     def add(self, key: str, structure, energy_per_atom: float, index: int = 0) -> None:
-        """A phase the level's relaxation number ``index`` (in the level's order) ended in."""
-        self.phases.append((key, structure, energy_per_atom, self.fingerprint(structure),
-                            self.symmetry_order(structure), index))
+        """A phase the level's relaxation number ``index`` (in the level's order) ended in;
+        ``structure`` in the setting's cell."""
+        d = distortion(self.setting, structure)
+        self.phases.append((key, d, energy_per_atom, self.fingerprint(d), self.symmetry_order(d), index))
 
     def match(self, structure, energy_per_atom: float, target_order: int, before: int | None = None) -> str | None:
         """The key of a known phase the running ``structure`` has reached, of a symmetry
@@ -199,13 +193,14 @@ class KnownPhases:
         by a relaxation earlier in the level's order; None when there is none."""
         if not self.phases:
             return None
-        fp = self.fingerprint(structure)
+        d = distortion(self.setting, structure)
+        fp = self.fingerprint(d)
         for key, known, e, kfp, order, index in self.phases:
             if before is not None and index >= before:
                 continue
             if order <= target_order and abs(e - energy_per_atom) < 3 * self.energy_tol \
                     and np.abs(kfp - fp).max() <= 2 * MERGE_WITHIN \
-                    and same_phase(self.setting, known, structure, MERGE_WITHIN):
+                    and next(elements_mapping(self.setting, known, d, MERGE_WITHIN), None) is not None:
                 return key
         return None
 
