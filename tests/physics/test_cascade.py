@@ -1,4 +1,4 @@
-"""Ground states by cascade with SevenNet-0 (slow: minutes on CPU).
+"""Ground states by cascade with SevenNet-0 and CHGNet (slow: minutes on CPU).
 
 SrZrO3 on 2x2x2: the tree from the cubic parent is checked against an independent plain-ASE
 computation of the orthorhombic a⁻a⁻c⁺ phase (antiphase tilts about x and y, in-phase about
@@ -7,7 +7,9 @@ its default depth, best first: the lowest phase found at the root, Pnma, is chec
 a local minimum below every other, so nothing is expanded; the single-tilt phases are in
 the tree above it. CaTiO3 on 2x2x2, one level deep: its lowest phase, Pnma, is unstable
 under SevenNet-0 (phonopy on the relaxed 20-atom cell gives five imaginary Γ modes), so the
-tree must name no ground state above it. BaTiO3 at k = 0, every node expanded and checked:
+tree must name no ground state above it; and the same in a minute for KNbO3 under CHGNet in
+the 10-atom Γ ⊕ R setting, its lowest phase Amm2 unstable, R3m a local minimum above it
+(checked with phonopy at Γ). BaTiO3 at k = 0, every node expanded and checked:
 the three polar phases are one connected tree whose lowest node is a local minimum.
 
 ASE_SBS_SLOW_STORE=DIR keeps the cascades' finished relaxations in DIR, so that a rerun
@@ -141,3 +143,59 @@ def test_catio3_one_level_deep_names_no_ground_state_above_its_unstable_lowest_p
     assert "lies below Pnma (62)" in text
     keys = parent_keys(json.loads(json.dumps(ex.as_dict(), default=float)))
     assert keys["ground_status"] == "below lowest" and keys["lowest_sg"] == 62 and "ground_sg" not in keys
+
+
+def _gamma_curvatures(atoms, calc) -> np.ndarray:
+    """phonopy's Γ eigenvalues (eV/Å², unit masses) of ``atoms``' primitive cell, from ± 0.01 Å
+    displacements of that cell, lowest first."""
+    phonopy = pytest.importorskip("phonopy")
+    from ase import Atoms
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    from ase_sbs.setting.scan import THZ
+
+    unit = PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=np.asarray(atoms.cell),
+                        scaled_positions=atoms.get_scaled_positions())
+    ph = phonopy.Phonopy(unit, supercell_matrix=np.eye(3, dtype=int))
+    ph.generate_displacements(distance=0.01, is_plusminus=True)
+    forces = []
+    for sc in ph.supercells_with_displacements:
+        displaced = Atoms(sc.symbols, cell=sc.cell, scaled_positions=sc.scaled_positions, pbc=True)
+        displaced.calc = calc
+        forces.append(displaced.get_forces())
+    ph.forces = forces
+    ph.produce_force_constants()
+    ph.masses = np.ones(len(ph.primitive))
+    ph.run_qpoints([[0, 0, 0]])
+    nu = ph.get_qpoints_dict()["frequencies"][0]
+    return np.sort(np.sign(nu) * (nu / THZ) ** 2)
+
+
+def test_knbo3_under_chgnet_names_no_ground_state_above_its_unstable_lowest_phase(tmp_path_factory):
+    """A variant of the CaTiO3 reproduction, in the 10-atom Γ ⊕ R setting under CHGNet (a
+    minute): the lowest phase found one level deep, Amm2, is unstable in Γ-B1, and R3m is a
+    local minimum 2 meV/f.u. above it. Checked with plain ASE: Amm2 lies below R3m, phonopy
+    at Γ gives Amm2 one imaginary mode and R3m none. The ground state lies below Amm2, so
+    R3m is not named."""
+    from ase_sbs.potentials import get_potential
+
+    atoms = read(EXAMPLES / "perovskites" / "KNbO3.extxyz")
+    ex = break_symmetry(atoms, "chgnet", supercell=[[0, 1, 1], [1, 0, 1], [1, 1, 0]], cascade=True, max_depth=1,
+                        out=_store(tmp_path_factory, "knbo3_chgnet_cascade"), progress=False)
+    tree = ex.tree
+    lowest, minimum = tree.nodes[tree.lowest], tree.nodes[tree.lowest_local_minimum]
+    assert lowest.spacegroup_number == 38 and lowest.unstable and lowest.expansion == "depth limit"
+    assert minimum.spacegroup_number == 160 and minimum.local_minimum
+    assert tree.ground_state is None and tree.verdict == "below the lowest phase"
+    assert "lies below Amm2 (38)" in describe_tree(tree)
+    calc = get_potential("chgnet", ["K", "Nb", "O"]).calc
+
+    def energy_per_formula_unit(structure):
+        structure = structure.copy()
+        structure.calc = calc
+        return structure.get_potential_energy() / len(structure) * 5
+
+    assert energy_per_formula_unit(lowest.atoms) < energy_per_formula_unit(minimum.atoms) - 1e-3
+    unstable = [c for c in _gamma_curvatures(lowest.atoms, calc) if c < -0.1]
+    assert len(unstable) == 1 == sum(int((np.asarray(v) < 0).sum()) for v in lowest.curvatures.values())
+    assert _gamma_curvatures(minimum.atoms, calc)[0] > -0.1
