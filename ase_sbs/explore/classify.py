@@ -109,7 +109,10 @@ def cell_multiplication(found: Symmetry, parent_primitive_atoms: int) -> int:
     return int(round(primitive / parent_primitive_atoms))
 
 
-def distortion(setting: Setting, structure: Atoms) -> tuple[np.ndarray, np.ndarray]:
+Distortion = tuple[np.ndarray, np.ndarray]  # (u, ε): displacements (n, 3) in Å and the strain (3, 3)
+
+
+def distortion(setting: Setting, structure: Atoms) -> Distortion:
     """(u, ε) of ``structure`` (the setting's atoms in order, any strained cell) against
     the setting's structure: u in Å in the setting's axes, uniform translation removed."""
     ref = setting.atoms
@@ -126,8 +129,7 @@ def distortion(setting: Setting, structure: Atoms) -> tuple[np.ndarray, np.ndarr
     return u - u.mean(axis=0), eps
 
 
-def elements_mapping(setting: Setting, onto: tuple[np.ndarray, np.ndarray], moved: tuple[np.ndarray, np.ndarray],
-                     tol: float) -> Iterator[int]:
+def elements_mapping(setting: Setting, onto: Distortion, moved: Distortion, tol: float) -> Iterator[int]:
     """The elements g of G, in order, that map the distortion ``moved`` = (u, ε) onto
     ``onto`` within ``tol`` Å: every atom of g·u within ``tol`` of the other's, and
     R ε Rᵀ within ``tol`` divided by the cell's largest length. Both are distortions of

@@ -28,6 +28,7 @@ from ..setting.setting import Setting
 from .classify import (
     cell_multiplication,
     classify,
+    Distortion,
     distortion,
     elements_mapping,
     group_name,
@@ -166,7 +167,7 @@ class KnownPhases:
         self.energy_tol = energy_tol
         self.phases: list = []  # (key, distortion, energy per atom, fingerprint, |G_P|, index)
 
-    def fingerprint(self, d: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    def fingerprint(self, d: Distortion) -> np.ndarray:
         """The G-invariant fingerprint of the distortion ``d`` = (u, ε)."""
         u, eps = d
         labels = self.setting.labels
@@ -175,7 +176,7 @@ class KnownPhases:
         scale = max(self.setting.atoms.cell.lengths()) if self.setting.periodic else 0.0
         return np.concatenate(parts + [np.linalg.eigvalsh(eps) * scale])
 
-    def symmetry_order(self, d: tuple[np.ndarray, np.ndarray]) -> int:
+    def symmetry_order(self, d: Distortion) -> int:
         """|G_P|: the elements of the setting's group G that map the distortion ``d`` =
         (u, ε) onto itself within :data:`MERGE_WITHIN` Å (strain times the cell's largest
         length)."""
