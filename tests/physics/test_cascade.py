@@ -156,7 +156,7 @@ def _gamma_curvatures(atoms, calc) -> np.ndarray:
 
     unit = PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=np.asarray(atoms.cell),
                         scaled_positions=atoms.get_scaled_positions())
-    ph = phonopy.Phonopy(unit, supercell_matrix=np.eye(3, dtype=int))
+    ph = phonopy.Phonopy(unit, supercell_matrix=np.eye(3, dtype=int), primitive_matrix="auto")
     ph.generate_displacements(distance=0.01, is_plusminus=True)
     forces = []
     for sc in ph.supercells_with_displacements:
