@@ -203,6 +203,7 @@ def test_a_relaxation_stops_early_only_at_a_phase_no_more_symmetric_than_its_tar
         return a
 
     tetragonal, orthorhombic = strained(1.0, 1.0, 1.2), strained(1.0, 1.1, 1.2)
+
     def order(structure):
         return known.symmetry_order(distortion(setting, structure))
 

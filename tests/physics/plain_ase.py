@@ -1,6 +1,7 @@
-"""Independent references built with plain ASE and spglib, for checking explorations:
-symmetry-constrained relaxations (FixSymmetry + FrechetCellFilter, BFGS) and spglib's
-primitive cell and space-group number of a structure."""
+"""Independent references built with plain ASE, spglib and phonopy, for checking
+explorations: symmetry-constrained relaxations (FixSymmetry + FrechetCellFilter, BFGS),
+spglib's primitive cell and space-group number of a structure, and phonopy's force
+constants from the forces of plain ASE calculators."""
 
 import spglib
 from ase import Atoms
@@ -32,3 +33,24 @@ def primitive(atoms: Atoms, symprec: float = 1e-4) -> Atoms:
 def spacegroup_number(atoms: Atoms, symprec: float = 1e-3) -> int:
     """spglib's space-group number of ``atoms`` at ``symprec`` (Å)."""
     return spglib.get_symmetry_dataset(_cell(atoms), symprec=symprec).number
+
+
+def phonopy_with_force_constants(atoms: Atoms, calc, supercell_matrix, distance: float, **options):
+    """A ``phonopy.Phonopy`` of ``atoms`` (``options`` passed on, e.g. ``primitive_matrix``)
+    with its force constants produced from ± ``distance`` Å displacements, each displaced
+    supercell's forces computed by ``calc``."""
+    import phonopy
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    unit = PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=atoms.cell[:],
+                        scaled_positions=atoms.get_scaled_positions())
+    ph = phonopy.Phonopy(unit, supercell_matrix=supercell_matrix, **options)
+    ph.generate_displacements(distance=distance, is_plusminus=True)
+    forces = []
+    for sc in ph.supercells_with_displacements:
+        displaced = Atoms(sc.symbols, cell=sc.cell, scaled_positions=sc.scaled_positions, pbc=True)
+        displaced.calc = calc
+        forces.append(displaced.get_forces())
+    ph.forces = forces
+    ph.produce_force_constants()
+    return ph

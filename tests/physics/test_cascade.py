@@ -28,7 +28,7 @@ from ase_sbs.report.tree import describe_tree
 
 from ..conftest import EXAMPLES
 from ..test_supercell import tilt_pattern
-from .plain_ase import primitive, relax_keeping_symmetry, spacegroup_number
+from .plain_ase import phonopy_with_force_constants, primitive, relax_keeping_symmetry, spacegroup_number
 
 pytestmark = pytest.mark.slow
 
@@ -148,23 +148,10 @@ def test_catio3_one_level_deep_names_no_ground_state_above_its_unstable_lowest_p
 def _gamma_curvatures(atoms, calc) -> np.ndarray:
     """phonopy's Γ eigenvalues (eV/Å², unit masses) of ``atoms``' primitive cell, from ± 0.01 Å
     displacements of that cell, lowest first."""
-    phonopy = pytest.importorskip("phonopy")
-    from ase import Atoms
-    from phonopy.structure.atoms import PhonopyAtoms
-
+    pytest.importorskip("phonopy")
     from ase_sbs.setting.scan import THZ
 
-    unit = PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=np.asarray(atoms.cell),
-                        scaled_positions=atoms.get_scaled_positions())
-    ph = phonopy.Phonopy(unit, supercell_matrix=np.eye(3, dtype=int), primitive_matrix="auto")
-    ph.generate_displacements(distance=0.01, is_plusminus=True)
-    forces = []
-    for sc in ph.supercells_with_displacements:
-        displaced = Atoms(sc.symbols, cell=sc.cell, scaled_positions=sc.scaled_positions, pbc=True)
-        displaced.calc = calc
-        forces.append(displaced.get_forces())
-    ph.forces = forces
-    ph.produce_force_constants()
+    ph = phonopy_with_force_constants(atoms, calc, np.eye(3, dtype=int), 0.01, primitive_matrix="auto")
     ph.masses = np.ones(len(ph.primitive))
     ph.run_qpoints([[0, 0, 0]])
     nu = ph.get_qpoints_dict()["frequencies"][0]

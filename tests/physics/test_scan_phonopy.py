@@ -17,7 +17,6 @@ import json
 
 import numpy as np
 import pytest
-from ase import Atoms
 from ase.io import read
 
 from ase_sbs.analysis.scan import relax_in_group, scan_structure
@@ -25,9 +24,10 @@ from ase_sbs.potentials import get_potential
 from ase_sbs.setting.scan import THZ, UNSTABLE, StarIndex, grid_kpoints, scan_parent
 
 from ..conftest import EXAMPLES
+from .plain_ase import phonopy_with_force_constants
 
 pytestmark = pytest.mark.slow
-phonopy = pytest.importorskip("phonopy")
+pytest.importorskip("phonopy")
 
 GRID = 4
 
@@ -36,21 +36,9 @@ def phonopy_eigenvalues(atoms, calc, qpoints) -> tuple[np.ndarray, np.ndarray]:
     """(q, bands) eigenvalues at ``qpoints`` from the GRID×GRID×GRID force constants,
     extrapolated to zero step: with unit masses (eV/Å²) and with the real ones (eV/(Å² amu)),
     from one set of displaced supercells."""
-    from phonopy.structure.atoms import PhonopyAtoms
-
-    unit = PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=np.asarray(atoms.cell),
-                        scaled_positions=atoms.get_scaled_positions())
     values = {}
     for h in (0.005, 0.01):
-        ph = phonopy.Phonopy(unit, supercell_matrix=np.eye(3, dtype=int) * GRID)
-        ph.generate_displacements(distance=h, is_plusminus=True)
-        forces = []
-        for sc in ph.supercells_with_displacements:
-            displaced = Atoms(sc.symbols, cell=sc.cell, scaled_positions=sc.scaled_positions, pbc=True)
-            displaced.calc = calc
-            forces.append(displaced.get_forces())
-        ph.forces = forces
-        ph.produce_force_constants()
+        ph = phonopy_with_force_constants(atoms, calc, np.eye(3, dtype=int) * GRID, h)
         out = []
         for unit_m in (True, False):
             ph.masses = np.ones(len(atoms)) if unit_m else atoms.get_masses()
